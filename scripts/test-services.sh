@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Makes sure what the integration tests talk to is running: PostgreSQL (the machine's own
+# server) and a tansu broker of the tests' own on TEST_KAFKA_BROKERS' port. Starts what is
+# missing; says what to install when it cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_host=${TEST_PG_HOST:-127.0.0.1}
+pg_port=${TEST_PG_PORT:-5432}
+brokers=${TEST_KAFKA_BROKERS:-127.0.0.1:19092}
+state=.data/test
+
+if ! command -v pg_isready >/dev/null; then
+  echo "PostgreSQL is not installed: apt-get install postgresql (or point TEST_DATABASE_URL at a server)" >&2
+  exit 1
+fi
+if ! pg_isready -q -h "$pg_host" -p "$pg_port"; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    echo "starting PostgreSQL $version (cluster main)" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  for _ in $(seq 1 60); do pg_isready -q -h "$pg_host" -p "$pg_port" && break; sleep 0.5; done
+  pg_isready -q -h "$pg_host" -p "$pg_port" || {
+    echo "PostgreSQL does not answer on $pg_host:$pg_port; start it (pg_ctlcluster ... main start)" >&2
+    exit 1
+  }
+fi
+
+# Each test makes a database named it_<random>; drop those a previous run left behind.
+psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -Atc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'it\_%'" |
+  while read -r db; do psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+
+scripts/tansu.sh start "${brokers##*:}" "$state"

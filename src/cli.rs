@@ -1,0 +1,227 @@
+//! The command line: four subcommands, every flag with an environment fallback.
+//!
+//! These are the raw arguments as typed. [`crate::config`] turns them into the settings the
+//! program runs on, checking what clap cannot (cross-field rules, URL contents).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{DatabaseUrl, parse_rate, parse_share};
+use crate::domain::validate::Consistency;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-svc",
+    version,
+    about = "Takes orders from Kafka, stores them in PostgreSQL, caches the hot ones and serves them over HTTP.",
+    after_help = "Every flag can also be set by the environment variable shown, or in a .env file \
+                  in the working directory."
+)]
+pub struct Cli {
+    /// Log format: `pretty` for people, `json` for log collectors. Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume orders from Kafka into PostgreSQL and serve them over HTTP.
+    Serve(ServeArgs),
+    /// Publish orders to Kafka at a steady rate.
+    Produce(ProduceArgs),
+    /// Create the database if needed and apply the embedded SQL migrations.
+    Migrate(MigrateArgs),
+    /// Write generated orders as JSON lines or a JSON array, some of them invalid on purpose.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL. The database is created by `migrate` when missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/orders",
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated host:port pairs.
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        value_name = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+
+    /// Topic the orders arrive on.
+    #[arg(
+        long,
+        env = "KAFKA_TOPIC",
+        value_name = "KAFKA_TOPIC",
+        default_value = "orders"
+    )]
+    pub kafka_topic: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic that rejected and conflicting messages are sent to, with their reasons.
+    #[arg(
+        long,
+        env = "KAFKA_DLQ_TOPIC",
+        value_name = "KAFKA_DLQ_TOPIC",
+        default_value = "orders.dlq"
+    )]
+    pub kafka_dlq_topic: String,
+
+    /// Consumer group; `serve` processes in one group share the topic's partitions.
+    #[arg(
+        long,
+        env = "KAFKA_GROUP_ID",
+        value_name = "KAFKA_GROUP_ID",
+        default_value = "order-svc"
+    )]
+    pub kafka_group_id: String,
+
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        value_name = "HTTP_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// What to do with orders whose totals do not add up: `reject` them or `warn` and accept.
+    #[arg(
+        long,
+        env = "VALIDATION_CONSISTENCY",
+        value_name = "VALIDATION_CONSISTENCY",
+        default_value_t = Consistency::Warn
+    )]
+    pub validation_consistency: Consistency,
+
+    /// Messages larger than this many bytes are rejected as `too_large`.
+    #[arg(
+        long,
+        env = "INGEST_MAX_MESSAGE_BYTES",
+        value_name = "INGEST_MAX_MESSAGE_BYTES",
+        default_value_t = 1024 * 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub ingest_max_message_bytes: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Orders published per second.
+    #[arg(long, env = "PRODUCE_RPS", value_name = "PRODUCE_RPS", default_value = "5", value_parser = parse_rate)]
+    pub rps: f64,
+
+    /// Stop after this many orders (default: run until Ctrl-C).
+    #[arg(long, env = "PRODUCE_COUNT", value_name = "PRODUCE_COUNT")]
+    pub count: Option<u64>,
+
+    /// Publish the orders of this file (JSON lines or a JSON array) instead of generated ones.
+    #[arg(long, env = "PRODUCE_FILE", value_name = "PRODUCE_FILE")]
+    pub file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+/// How generated orders look; shared by `generate` and `produce`.
+#[derive(Debug, Clone, Args)]
+pub struct GeneratorArgs {
+    /// Share of invalid orders, from 0 to 1 (0.1 = about one in ten).
+    #[arg(long, env = "GENERATE_INVALID_RATE", value_name = "GENERATE_INVALID_RATE", default_value = "0", value_parser = parse_share)]
+    pub invalid_rate: f64,
+
+    /// Seed of the generator: the same seed gives the same orders. Default: a fresh one, logged.
+    #[arg(long, env = "GENERATE_SEED", value_name = "GENERATE_SEED")]
+    pub seed: Option<u64>,
+
+    /// Fewest items in a valid order.
+    #[arg(long, env = "GENERATE_MIN_ITEMS", value_name = "GENERATE_MIN_ITEMS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub min_items: u16,
+
+    /// Most items in a valid order.
+    #[arg(long, env = "GENERATE_MAX_ITEMS", value_name = "GENERATE_MAX_ITEMS", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_items: u16,
+
+    /// The ingest size limit that `oversized` orders must exceed.
+    #[arg(
+        long,
+        env = "INGEST_MAX_MESSAGE_BYTES",
+        value_name = "INGEST_MAX_MESSAGE_BYTES",
+        default_value_t = 1024 * 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_message_bytes: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One order per line.
+    Jsonl,
+    /// One JSON array (orders that are not JSON values are never drawn).
+    Array,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// How many orders to write.
+    #[arg(
+        long,
+        short = 'n',
+        env = "GENERATE_COUNT",
+        value_name = "GENERATE_COUNT",
+        default_value_t = 10
+    )]
+    pub count: u64,
+
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Output layout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    pub format: OutputFormat,
+}

@@ -1,0 +1,247 @@
+//! The order as it travels on the wire: exactly the JSON shape of the original assignment's
+//! `model.json`, with every field required, 64-bit integers and unknown fields refused.
+//!
+//! These types are deliberately plain data. Whether an order obeys the field and consistency
+//! rules is decided in [`crate::domain::validate`], which turns an [`Order`] into a
+//! [`crate::domain::validate::CheckedOrder`] carrying a proven [`OrderUid`].
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use validator::Validate;
+
+use super::validate::rules;
+
+/// The longest `order_uid` (and other identifiers) we accept. The existing service had no
+/// bound; 64 keeps keys, cache entries and log lines small.
+pub const MAX_ID_LEN: usize = 64;
+
+/// One order. Field order follows `model.json`, so serializing gives the same layout back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    #[validate(custom(function = "rules::identifier"))]
+    pub order_uid: String,
+    #[validate(custom(function = "rules::identifier"))]
+    pub track_number: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub entry: String,
+    #[validate(nested)]
+    pub delivery: Delivery,
+    #[validate(nested)]
+    pub payment: Payment,
+    #[validate(
+        length(
+            min = 1,
+            code = "no_items",
+            message = "an order needs at least one item"
+        ),
+        nested
+    )]
+    pub items: Vec<Item>,
+    #[validate(custom(function = "rules::locale"))]
+    pub locale: String,
+    pub internal_signature: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub customer_id: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub delivery_service: String,
+    #[validate(custom(function = "rules::numeric"))]
+    pub shardkey: String,
+    #[validate(range(
+        exclusive_min = 0,
+        code = "not_positive",
+        message = "must be greater than 0"
+    ))]
+    pub sm_id: i64,
+    #[serde(with = "rfc3339_utc")]
+    pub date_created: DateTime<Utc>,
+    #[validate(custom(function = "rules::numeric"))]
+    pub oof_shard: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    #[validate(custom(function = "rules::non_empty"))]
+    pub name: String,
+    #[validate(custom(function = "rules::phone"))]
+    pub phone: String,
+    #[validate(custom(function = "rules::numeric"))]
+    pub zip: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub city: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub address: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub region: String,
+    #[validate(email(code = "email", message = "must be an e-mail address"))]
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    #[validate(custom(function = "rules::identifier"))]
+    pub transaction: String,
+    pub request_id: String,
+    #[validate(custom(function = "rules::currency"))]
+    pub currency: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub provider: String,
+    #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
+    pub amount: i64,
+    #[validate(range(
+        exclusive_min = 0,
+        code = "not_positive",
+        message = "must be greater than 0"
+    ))]
+    pub payment_dt: i64,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub bank: String,
+    #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
+    pub delivery_cost: i64,
+    #[validate(range(
+        exclusive_min = 0,
+        code = "not_positive",
+        message = "must be greater than 0"
+    ))]
+    pub goods_total: i64,
+    #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
+    pub custom_fee: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    #[validate(range(
+        exclusive_min = 0,
+        code = "not_positive",
+        message = "must be greater than 0"
+    ))]
+    pub chrt_id: i64,
+    #[validate(custom(function = "rules::identifier"))]
+    pub track_number: String,
+    #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
+    pub price: i64,
+    #[validate(custom(function = "rules::identifier"))]
+    pub rid: String,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub name: String,
+    #[validate(range(
+        min = 0,
+        max = 100,
+        code = "percent",
+        message = "must be between 0 and 100"
+    ))]
+    pub sale: i64,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub size: String,
+    #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
+    pub total_price: i64,
+    #[validate(range(
+        exclusive_min = 0,
+        code = "not_positive",
+        message = "must be greater than 0"
+    ))]
+    pub nm_id: i64,
+    #[validate(custom(function = "rules::non_empty"))]
+    pub brand: String,
+    #[validate(custom(function = "rules::non_zero"))]
+    pub status: i64,
+}
+
+impl Order {
+    /// The order as compact JSON, in `model.json` field order: what the API returns and what
+    /// the content hash is taken over.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and integers into a Vec cannot fail.
+        serde_json::to_vec(self).expect("an order always serializes")
+    }
+
+    /// SHA-256 of [`Order::to_json`]. Two messages with the same uid and the same hash are a
+    /// redelivery; the same uid with another hash is a conflict.
+    pub fn content_hash(&self) -> ContentHash {
+        ContentHash::of_json(&self.to_json())
+    }
+}
+
+/// An `order_uid` known to be valid: ASCII letters and digits, 1 to [`MAX_ID_LEN`] long.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderUid(String);
+
+/// Why a string is not an [`OrderUid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUid {
+    #[error("order uid is empty")]
+    Empty,
+    #[error("order uid is longer than {MAX_ID_LEN} characters")]
+    TooLong,
+    #[error("order uid may hold only ASCII letters and digits")]
+    NotAlphanumeric,
+}
+
+impl OrderUid {
+    pub fn parse(s: impl Into<String>) -> Result<Self, InvalidUid> {
+        let s = s.into();
+        rules::check_identifier(&s)?;
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for OrderUid {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// SHA-256 of an order's canonical JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// The hash of an order's canonical JSON (as made by [`Order::to_json`]).
+    pub fn of_json(json: &[u8]) -> Self {
+        Self(Sha256::digest(json).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// `date_created` is RFC 3339. Any offset is accepted on the way in and normalized to UTC;
+/// it is always written back in UTC with a `Z`, seconds precision unless the input had more.
+mod rfc3339_utc {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(dt: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&dt.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|dt| dt.with_timezone(&Utc))
+            .map_err(|e| {
+                D::Error::custom(format!("date_created is not an RFC 3339 date-time: {e}"))
+            })
+    }
+}

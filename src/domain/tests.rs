@@ -1,0 +1,490 @@
+//! Unit tests of the order model, its rules and the generator. No I/O beyond reading the
+//! canonical order shipped in `tests/data/model.json`.
+
+use std::collections::{HashMap, HashSet};
+
+use super::generate::{Corruption, GenerateOptions, Generator};
+use super::order::{Order, OrderUid};
+use super::validate::{Consistency, RejectReason, Rejection, accept, check, decode};
+
+const LIMIT: usize = 1024 * 1024;
+const CANONICAL: &str = include_str!("../../tests/data/model.json");
+
+fn canonical() -> Order {
+    decode(CANONICAL.as_bytes(), LIMIT).expect("the canonical order decodes")
+}
+
+/// The paths of the broken rules after `mutate`, or empty when the order is accepted.
+fn broken(mutate: impl FnOnce(&mut Order)) -> Vec<String> {
+    let mut order = canonical();
+    mutate(&mut order);
+    match check(order, Consistency::Warn) {
+        Ok(_) => Vec::new(),
+        Err(r) => {
+            assert_eq!(r.reason, RejectReason::Invalid, "{r}");
+            r.errors.into_iter().map(|e| e.path).collect()
+        }
+    }
+}
+
+fn assert_edge(path: &str, ok: impl FnOnce(&mut Order), bad: impl FnOnce(&mut Order)) {
+    assert_eq!(
+        broken(ok),
+        Vec::<String>::new(),
+        "the edge of {path} must pass"
+    );
+    assert_eq!(
+        broken(bad),
+        vec![path.to_owned()],
+        "just past the edge of {path} must fail"
+    );
+}
+
+fn raw_rejection(raw: &[u8]) -> Rejection {
+    accept(raw, LIMIT, Consistency::Reject).expect_err("must be rejected")
+}
+
+#[test]
+fn canonical_order_is_accepted_and_round_trips_to_the_same_json() {
+    let checked = check(canonical(), Consistency::Reject).expect("canonical order is valid");
+    assert!(checked.warnings().is_empty(), "{:?}", checked.warnings());
+    assert_eq!(checked.uid().as_str(), "b563feb7b2b84b6test");
+    let back: serde_json::Value = serde_json::from_slice(checked.json()).unwrap();
+    let original: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    assert_eq!(back, original);
+}
+
+#[test]
+fn identifiers_are_alphanumeric_and_at_most_64_characters() {
+    assert_edge(
+        "order_uid",
+        |o| o.order_uid = "a".repeat(64),
+        |o| o.order_uid = "a".repeat(65),
+    );
+    assert_edge(
+        "order_uid",
+        |o| o.order_uid = "A1".into(),
+        |o| o.order_uid = "a-1".into(),
+    );
+    assert_edge(
+        "order_uid",
+        |o| o.order_uid = "x".into(),
+        |o| o.order_uid.clear(),
+    );
+    assert_edge("track_number", |_| {}, |o| o.track_number = "WB IL".into());
+    assert_edge(
+        "payment.transaction",
+        |_| {},
+        |o| o.payment.transaction = "tx_1".into(),
+    );
+    assert_edge("items[0].rid", |_| {}, |o| o.items[0].rid = "é1".into());
+    assert_edge(
+        "items[0].track_number",
+        |_| {},
+        |o| o.items[0].track_number.clear(),
+    );
+}
+
+#[test]
+fn uid_newtype_holds_only_valid_uids() {
+    assert!(OrderUid::parse("b563feb7b2b84b6test").is_ok());
+    assert!(OrderUid::parse("").is_err());
+    assert!(OrderUid::parse("a".repeat(65)).is_err());
+    assert!(OrderUid::parse("../etc").is_err());
+}
+
+#[test]
+fn required_texts_must_not_be_blank() {
+    assert_edge("entry", |o| o.entry = "W".into(), |o| o.entry = "  ".into());
+    assert_edge("customer_id", |_| {}, |o| o.customer_id.clear());
+    assert_edge("delivery_service", |_| {}, |o| o.delivery_service.clear());
+    assert_edge("delivery.name", |_| {}, |o| o.delivery.name.clear());
+    assert_edge("delivery.city", |_| {}, |o| o.delivery.city.clear());
+    assert_edge("delivery.address", |_| {}, |o| o.delivery.address.clear());
+    assert_edge("delivery.region", |_| {}, |o| o.delivery.region.clear());
+    assert_edge("payment.provider", |_| {}, |o| o.payment.provider.clear());
+    assert_edge("payment.bank", |_| {}, |o| o.payment.bank.clear());
+    assert_edge("items[0].name", |_| {}, |o| o.items[0].name.clear());
+    assert_edge("items[0].size", |_| {}, |o| o.items[0].size.clear());
+    assert_edge("items[0].brand", |_| {}, |o| o.items[0].brand.clear());
+}
+
+#[test]
+fn request_id_and_internal_signature_may_be_empty() {
+    assert!(
+        broken(|o| {
+            o.payment.request_id.clear();
+            o.internal_signature.clear();
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn numeric_strings_hold_only_digits() {
+    assert_edge(
+        "shardkey",
+        |o| o.shardkey = "0".into(),
+        |o| o.shardkey = "9a".into(),
+    );
+    assert_edge(
+        "oof_shard",
+        |o| o.oof_shard = "10".into(),
+        |o| o.oof_shard.clear(),
+    );
+    assert_edge(
+        "delivery.zip",
+        |_| {},
+        |o| o.delivery.zip = "26398-09".into(),
+    );
+}
+
+#[test]
+fn phone_is_e164() {
+    assert_edge(
+        "delivery.phone",
+        |o| o.delivery.phone = "+12".into(),
+        |o| o.delivery.phone = "+1".into(),
+    );
+    assert_edge(
+        "delivery.phone",
+        |o| o.delivery.phone = format!("+1{}", "2".repeat(14)),
+        |o| o.delivery.phone = format!("+1{}", "2".repeat(15)),
+    );
+    assert_edge(
+        "delivery.phone",
+        |_| {},
+        |o| o.delivery.phone = "+0720000000".into(),
+    );
+    assert_edge(
+        "delivery.phone",
+        |_| {},
+        |o| o.delivery.phone = "9720000000".into(),
+    );
+}
+
+#[test]
+fn email_locale_and_currency_follow_their_standards() {
+    assert_edge(
+        "delivery.email",
+        |o| o.delivery.email = "a@b.co".into(),
+        |o| o.delivery.email = "a.b.co".into(),
+    );
+    assert_edge(
+        "locale",
+        |o| o.locale = "pt-BR".into(),
+        |o| o.locale = "pt_BR".into(),
+    );
+    assert_edge(
+        "locale",
+        |o| o.locale = "zh-Hant-TW".into(),
+        |o| o.locale.clear(),
+    );
+    assert_edge(
+        "payment.currency",
+        |o| o.payment.currency = "EUR".into(),
+        |o| o.payment.currency = "usd".into(),
+    );
+    assert_edge(
+        "payment.currency",
+        |_| {},
+        |o| o.payment.currency = "XYZ".into(),
+    );
+}
+
+#[test]
+fn money_and_counts_have_their_bounds() {
+    assert_edge("sm_id", |o| o.sm_id = 1, |o| o.sm_id = 0);
+    assert_edge(
+        "payment.amount",
+        |o| o.payment.amount = 0,
+        |o| o.payment.amount = -1,
+    );
+    assert_edge(
+        "payment.payment_dt",
+        |o| o.payment.payment_dt = 1,
+        |o| o.payment.payment_dt = 0,
+    );
+    assert_edge(
+        "payment.goods_total",
+        |o| o.payment.goods_total = 1,
+        |o| o.payment.goods_total = 0,
+    );
+    assert_edge(
+        "payment.delivery_cost",
+        |o| o.payment.delivery_cost = 0,
+        |o| o.payment.delivery_cost = -1,
+    );
+    assert_edge(
+        "payment.custom_fee",
+        |o| o.payment.custom_fee = 0,
+        |o| o.payment.custom_fee = -1,
+    );
+    assert_edge(
+        "items[0].chrt_id",
+        |o| o.items[0].chrt_id = 1,
+        |o| o.items[0].chrt_id = 0,
+    );
+    assert_edge(
+        "items[0].price",
+        |o| o.items[0].price = 0,
+        |o| o.items[0].price = -1,
+    );
+    assert_edge(
+        "items[0].sale",
+        |o| o.items[0].sale = 100,
+        |o| o.items[0].sale = 101,
+    );
+    assert_edge(
+        "items[0].sale",
+        |o| o.items[0].sale = 0,
+        |o| o.items[0].sale = -1,
+    );
+    assert_edge(
+        "items[0].total_price",
+        |o| o.items[0].total_price = 0,
+        |o| o.items[0].total_price = -1,
+    );
+    assert_edge(
+        "items[0].nm_id",
+        |o| o.items[0].nm_id = 1,
+        |o| o.items[0].nm_id = 0,
+    );
+    assert_edge(
+        "items[0].status",
+        |o| o.items[0].status = -1,
+        |o| o.items[0].status = 0,
+    );
+}
+
+#[test]
+fn an_order_needs_at_least_one_item() {
+    assert_eq!(broken(|o| o.items.clear()), vec!["items"]);
+}
+
+#[test]
+fn every_broken_rule_is_reported_with_its_path() {
+    let paths = broken(|o| {
+        o.delivery.phone = "12".into();
+        let mut second = o.items[0].clone();
+        second.sale = 101;
+        o.items.push(second.clone());
+        second.nm_id = 0;
+        o.items.push(second);
+        o.sm_id = 0;
+    });
+    assert_eq!(
+        paths,
+        vec![
+            "delivery.phone",
+            "items[1].sale",
+            "items[2].nm_id",
+            "items[2].sale",
+            "sm_id"
+        ]
+    );
+}
+
+#[test]
+fn totals_that_do_not_add_up_are_rejected_or_warned_as_configured() {
+    let mut order = canonical();
+    order.items[0].total_price = 318; // 453 less 30 % is 317.1, rounded down to 317
+    let rejection = check(order.clone(), Consistency::Reject).unwrap_err();
+    assert_eq!(rejection.reason, RejectReason::Inconsistent);
+    let paths: Vec<_> = rejection.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, vec!["items[0].total_price", "payment.goods_total"]);
+
+    let accepted = check(order, Consistency::Warn).expect("warn accepts");
+    assert_eq!(accepted.warnings().len(), 2);
+
+    let mut order = canonical();
+    order.payment.amount += 1;
+    let rejection = check(order, Consistency::Reject).unwrap_err();
+    assert_eq!(rejection.errors[0].path, "payment.amount");
+}
+
+#[test]
+fn field_errors_and_inconsistencies_are_reported_together_under_reject() {
+    let mut order = canonical();
+    order.sm_id = 0;
+    order.payment.amount = 5;
+    let rejection = check(order, Consistency::Reject).unwrap_err();
+    assert_eq!(rejection.reason, RejectReason::Invalid);
+    let paths: Vec<_> = rejection.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, vec!["sm_id", "payment.amount"]);
+}
+
+#[test]
+fn wrong_shape_is_a_schema_error_with_the_path() {
+    let mut value: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    value["items"][0]["price"] = "453".into();
+    let r = raw_rejection(&serde_json::to_vec(&value).unwrap());
+    assert_eq!(
+        (r.reason, r.errors[0].path.as_str()),
+        (RejectReason::Schema, "items[0].price")
+    );
+
+    let mut value: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    value["extra"] = 1.into();
+    let r = raw_rejection(&serde_json::to_vec(&value).unwrap());
+    assert_eq!(r.reason, RejectReason::Schema);
+    assert!(r.errors[0].message.contains("unknown field `extra`"), "{r}");
+
+    let mut value: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    value["date_created"] = "26.11.2021".into();
+    let r = raw_rejection(&serde_json::to_vec(&value).unwrap());
+    assert_eq!(
+        (r.reason, r.errors[0].path.as_str()),
+        (RejectReason::Schema, "date_created")
+    );
+
+    let mut value: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    value["payment"]["amount"] = serde_json::json!(u64::MAX);
+    let r = raw_rejection(&serde_json::to_vec(&value).unwrap());
+    assert_eq!(
+        (r.reason, r.errors[0].path.as_str()),
+        (RejectReason::Schema, "payment.amount")
+    );
+}
+
+#[test]
+fn bytes_that_are_not_one_json_order_are_malformed() {
+    for raw in [&b""[..], b"  ", b"\xff\xfe", b"{\"order_uid\":", b"[1,2]x"] {
+        assert_eq!(
+            raw_rejection(raw).reason,
+            RejectReason::Malformed,
+            "{raw:?}"
+        );
+    }
+    let trailing = format!("{CANONICAL} {{}}");
+    assert_eq!(
+        raw_rejection(trailing.as_bytes()).reason,
+        RejectReason::Malformed
+    );
+}
+
+#[test]
+fn messages_over_the_limit_are_too_large() {
+    let r = accept(CANONICAL.as_bytes(), CANONICAL.len() - 1, Consistency::Warn).unwrap_err();
+    assert_eq!(r.reason, RejectReason::TooLarge);
+    assert!(accept(CANONICAL.as_bytes(), CANONICAL.len(), Consistency::Warn).is_ok());
+}
+
+#[test]
+fn date_created_is_normalized_to_utc() {
+    let json = CANONICAL.replace("2021-11-26T06:22:19Z", "2021-11-26T09:22:19+03:00");
+    let checked = accept(json.as_bytes(), LIMIT, Consistency::Reject).unwrap();
+    let back: serde_json::Value = serde_json::from_slice(checked.json()).unwrap();
+    assert_eq!(back["date_created"], "2021-11-26T06:22:19Z");
+}
+
+#[test]
+fn content_hash_tells_same_content_from_different_content() {
+    let a = canonical();
+    let mut b = canonical();
+    assert_eq!(a.content_hash(), b.content_hash());
+    b.items[0].size = "1".into();
+    assert_ne!(a.content_hash(), b.content_hash());
+}
+
+fn options(seed: u64, invalid_rate: f64) -> GenerateOptions {
+    GenerateOptions {
+        seed,
+        invalid_rate,
+        max_items: 6,
+        ..GenerateOptions::default()
+    }
+}
+
+#[test]
+fn every_corruption_kind_is_rejected_with_the_path_it_breaks() {
+    let mut generator = Generator::new(options(7, 1.0));
+    let mut seen = HashSet::new();
+    for _ in 0..2_000 {
+        let message = generator.next_message();
+        let kind = message
+            .corruption
+            .expect("invalid rate 1 makes every order invalid");
+        seen.insert(kind);
+        let (reason, path) = kind.expected();
+        let rejection = accept(&message.bytes, LIMIT, Consistency::Reject)
+            .expect_err(&format!("{kind:?} must be rejected"));
+        assert_eq!(rejection.reason, reason, "{kind:?}: {rejection}");
+        assert!(
+            rejection.errors.iter().any(|e| e.path == path),
+            "{kind:?} must name {path:?}: {rejection}"
+        );
+        if kind == Corruption::InconsistentTotals {
+            assert!(accept(&message.bytes, LIMIT, Consistency::Warn).is_ok());
+        }
+    }
+    assert_eq!(seen.len(), Corruption::ALL.len(), "every kind is drawn");
+}
+
+#[test]
+fn thousands_of_generated_valid_orders_pass_every_rule() {
+    for seed in 0..20 {
+        let mut generator = Generator::new(options(seed, 0.0));
+        for _ in 0..500 {
+            let message = generator.next_message();
+            assert!(message.corruption.is_none());
+            if let Err(r) = accept(&message.bytes, LIMIT, Consistency::Reject) {
+                panic!(
+                    "seed {seed}: {r}\n{}",
+                    String::from_utf8_lossy(&message.bytes)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let run = |seed| {
+        let mut g = Generator::new(options(seed, 0.3));
+        (0..200)
+            .flat_map(|_| g.next_message().bytes)
+            .collect::<Vec<u8>>()
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+}
+
+#[test]
+fn invalid_rate_and_kinds_are_drawn_as_asked() {
+    let mut generator = Generator::new(options(11, 0.1));
+    let mut uids = HashSet::new();
+    let mut kinds: HashMap<Corruption, usize> = HashMap::new();
+    for _ in 0..10_000 {
+        let message = generator.next_message();
+        if let Some(kind) = message.corruption {
+            *kinds.entry(kind).or_default() += 1;
+        } else {
+            assert!(uids.insert(message.uid.unwrap()), "valid uids are unique");
+        }
+    }
+    let invalid: usize = kinds.values().sum();
+    assert!(
+        (900..=1_100).contains(&invalid),
+        "{invalid} invalid of 10000 at rate 0.1"
+    );
+    for kind in Corruption::ALL {
+        let n = kinds.get(&kind).copied().unwrap_or(0);
+        assert!(
+            (25..=110).contains(&n),
+            "{kind:?} drawn {n} times of ~{invalid}/16"
+        );
+    }
+}
+
+#[test]
+fn array_output_never_draws_raw_corruptions() {
+    let mut generator = Generator::new(GenerateOptions {
+        allow_raw: false,
+        ..options(5, 1.0)
+    });
+    for _ in 0..1_000 {
+        let message = generator.next_message();
+        assert!(!message.corruption.unwrap().is_raw());
+    }
+}

@@ -1,0 +1,18 @@
+//! order-svc: takes orders from Kafka, stores them in PostgreSQL, keeps the hot ones in
+//! memory and serves them over HTTP.
+//!
+//! The crate is hexagonal, and its dependency rule is that arrows point inward:
+//! - [`domain`] is the core (orders, rules, use cases, ports). It imports no adapter crate:
+//!   no rdkafka, tokio-postgres, deadpool, moka, actix or tera.
+//! - [`adapters`] plug those technologies into the domain's ports; they import `domain`.
+//! - [`app`] holds one composition root per subcommand and imports both.
+//! - `main.rs` parses the command line, starts telemetry and calls one `app::*::run`.
+//!
+//! [`cli`] and [`config`] describe and check the settings; [`telemetry`] sets up logs.
+
+pub mod adapters;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod telemetry;

@@ -1,0 +1,70 @@
+use crate::helpers::{order_svc, run};
+
+#[test]
+fn generate_writes_a_json_array_of_the_requested_size() {
+    let (out, stdout, stderr) = run(order_svc().args([
+        "generate", "--count", "50", "--seed", "9", "--format", "array",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let orders: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("a JSON array");
+    assert_eq!(orders.len(), 50);
+    assert!(orders.iter().all(|o| o["order_uid"].is_string()));
+}
+
+#[test]
+fn generate_with_the_same_seed_writes_the_same_file() {
+    let dir = std::env::temp_dir();
+    let files: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|n| dir.join(format!("gen-{}-{n}.jsonl", uuid::Uuid::new_v4().simple())))
+        .collect();
+    for file in &files {
+        let (out, _, stderr) = run(order_svc()
+            .args([
+                "generate",
+                "-n",
+                "300",
+                "--invalid-rate",
+                "0.2",
+                "--seed",
+                "77",
+                "--out",
+            ])
+            .arg(file));
+        assert!(out.status.success(), "{stderr}");
+    }
+    let a = std::fs::read(&files[0]).unwrap();
+    let b = std::fs::read(&files[1]).unwrap();
+    assert_eq!(
+        a.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count(),
+        300
+    );
+    assert_eq!(a, b);
+    files.iter().for_each(|f| std::fs::remove_file(f).unwrap());
+}
+
+#[test]
+fn a_bad_setting_stops_the_program_naming_the_setting() {
+    let (out, _, stderr) = run(order_svc()
+        .arg("generate")
+        .env("GENERATE_INVALID_RATE", "1.5"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GENERATE_INVALID_RATE") && stderr.contains("from 0 to 1"),
+        "{stderr}"
+    );
+
+    let (out, _, stderr) = run(order_svc()
+        .arg("migrate")
+        .env("DATABASE_URL", "localhost/orders"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+
+    let (out, _, stderr) =
+        run(order_svc().args(["generate", "--min-items", "4", "--max-items", "2"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("GENERATE_MIN_ITEMS") && stderr.contains("GENERATE_MAX_ITEMS"),
+        "{stderr}"
+    );
+}

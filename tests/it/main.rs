@@ -1,0 +1,7 @@
+//! Integration tests: the real binary against a real PostgreSQL (and, with ingest, a real
+//! Kafka-protocol broker). One test binary with modules keeps link time low. `just test`
+//! starts the services; TEST_DATABASE_URL and TEST_KAFKA_BROKERS say where they are.
+
+mod cli;
+mod helpers;
+mod migrate;
