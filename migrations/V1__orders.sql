@@ -52,7 +52,7 @@ CREATE TABLE payments (
 CREATE TABLE items (
     order_uid    text     NOT NULL REFERENCES orders (order_uid) ON DELETE CASCADE,
     -- Position in the order's `items` array, so the order reads back as it arrived.
-    position     smallint NOT NULL CHECK (position >= 0),
+    position     integer  NOT NULL CHECK (position >= 0),
     chrt_id      bigint   NOT NULL CHECK (chrt_id > 0),
     track_number text     NOT NULL CHECK (track_number ~ '^[A-Za-z0-9]{1,64}$'),
     price        bigint   NOT NULL CHECK (price >= 0),

@@ -78,12 +78,42 @@ pub struct KafkaArgs {
         default_value = "orders"
     )]
     pub kafka_topic: String,
+
+    /// Partitions of the topics `serve` and `produce` create when they are missing.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", value_name = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub kafka_topic_partitions: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Ingest and HTTP in one process.
+    All,
+    /// Only consume Kafka into PostgreSQL (HTTP serves health and metrics).
+    Ingest,
+    /// Only serve the API and UI from PostgreSQL and the cache.
+    Api,
+}
+
+impl Role {
+    pub fn ingests(self) -> bool {
+        matches!(self, Self::All | Self::Ingest)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Which halves to run: `all`, `ingest` or `api`; several processes may split them.
+    #[arg(long, env = "SERVE_ROLE", value_name = "SERVE_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// Most connections in the PostgreSQL pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "DATABASE_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub database_pool_size: u16,
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -133,6 +163,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub ingest_max_message_bytes: u32,
+
+    /// Most messages written in one batch (one database statement).
+    #[arg(long, env = "INGEST_BATCH_MAX", value_name = "INGEST_BATCH_MAX", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ingest_batch_max: u32,
+
+    /// How long a batch waits for more messages before it is written, in milliseconds.
+    #[arg(long, env = "INGEST_BATCH_LINGER_MS", value_name = "INGEST_BATCH_LINGER_MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub ingest_batch_linger_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,9 +1,137 @@
-//! `order-svc serve`: ingest from Kafka and the HTTP API in one process.
+//! `order-svc serve`: ingest from Kafka and the HTTP API in one process (or either half,
+//! with `--role`).
+//!
+//! Shutdown order: stop polling and finish (or abandon) the batch in hand, commit what is
+//! durable, flush the dead-letter producer, then drain HTTP.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::adapters::http::{self, AppState};
+use crate::adapters::kafka::consumer::{self, ConsumerSettings};
+use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
+use crate::adapters::kafka::ensure_topics;
+use crate::adapters::postgres::store::{PgStore, pool};
 use crate::cli::ServeArgs;
+use crate::domain::health::Readiness;
+use crate::domain::ingest::{Ingest, IngestPolicy};
+use crate::telemetry;
 
-pub async fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "`serve` is not built yet: the ingest and lookup halves land with their own issues"
-    )
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = telemetry::install_metrics()?;
+    let url = &args.database.database_url;
+    let store = Arc::new(PgStore::new(pool(
+        url,
+        usize::from(args.database_pool_size),
+    )?));
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
+    }
+    let readiness = Arc::new(Readiness::new(false, args.role.ingests()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(watch_database(
+        store.clone(),
+        readiness.clone(),
+        stop_rx.clone(),
+    ));
+
+    let mut ingest_task = None;
+    let mut dead_letters = None;
+    if args.role.ingests() {
+        let kafka = &args.kafka;
+        ensure_topics(
+            &kafka.kafka_brokers,
+            &[&kafka.kafka_topic, &args.kafka_dlq_topic],
+            kafka.kafka_topic_partitions,
+        )
+        .await?;
+        let dlq = Arc::new(KafkaDeadLetters::new(
+            &kafka.kafka_brokers,
+            &args.kafka_dlq_topic,
+        )?);
+        let policy = IngestPolicy {
+            max_message_bytes: args.ingest_max_message_bytes as usize,
+            consistency: args.validation_consistency,
+        };
+        let ingest = Arc::new(Ingest::new(store.clone(), dlq.clone(), (), policy));
+        let settings = ConsumerSettings {
+            brokers: kafka.kafka_brokers.clone(),
+            topic: kafka.kafka_topic.clone(),
+            group_id: args.kafka_group_id.clone(),
+            batch_max: args.ingest_batch_max as usize,
+            batch_linger: Duration::from_millis(args.ingest_batch_linger_ms),
+        };
+        let consumer = consumer::create(&settings)?;
+        tracing::info!(topic = %settings.topic, group = %settings.group_id, dlq = %args.kafka_dlq_topic, "consuming");
+        ingest_task = Some(tokio::spawn(consumer::run(
+            consumer,
+            settings,
+            ingest,
+            readiness.clone(),
+            stop_rx.clone(),
+        )));
+        dead_letters = Some(dlq);
+    }
+
+    let server = http::start(
+        args.http_addr,
+        AppState {
+            readiness: readiness.clone(),
+            metrics,
+        },
+    )?;
+    tracing::info!(addr = %server.addr, role = ?args.role, "serving HTTP");
+
+    let mut server_task = server.task;
+    tokio::select! {
+        _ = super::shutdown_signal() => tracing::info!("shutting down"),
+        result = &mut server_task => {
+            result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(task) = ingest_task {
+        // The batch in hand is at most a few seconds of work; past that we leave it to replay.
+        if tokio::time::timeout(Duration::from_secs(7), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("ingest did not stop in time; its batch will be consumed again");
+        }
+    }
+    if let Some(dlq) = dead_letters {
+        dlq.flush();
+    }
+    server.handle.stop(true).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Keeps the readiness flag of the database current.
+async fn watch_database(
+    store: Arc<PgStore>,
+    readiness: Arc<Readiness>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = every.tick() => {}
+        }
+        let up = tokio::time::timeout(Duration::from_secs(2), store.ping())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if up != readiness.database() {
+            if up {
+                tracing::info!("database reachable");
+            } else {
+                tracing::warn!("database unreachable");
+            }
+        }
+        readiness.set_database(up);
+    }
 }

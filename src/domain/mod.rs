@@ -1,10 +1,16 @@
 //! The core: orders, their rules, and the use cases. It knows nothing of Kafka, PostgreSQL,
-//! caches or HTTP; adapters reach it through the traits in `ports` (added with the use cases
-//! that need them).
+//! caches or HTTP; adapters reach it through the traits in [`ports`].
 
 pub mod generate;
+pub mod health;
+pub mod ingest;
+pub mod message;
+pub mod metrics;
 pub mod order;
+pub mod ports;
 pub mod validate;
 
+#[cfg(test)]
+mod ingest_tests;
 #[cfg(test)]
 mod tests;

@@ -164,8 +164,8 @@ impl CheckedOrder {
     pub fn json(&self) -> &[u8] {
         &self.json
     }
-    pub fn content_hash(&self) -> ContentHash {
-        self.hash
+    pub fn content_hash(&self) -> &ContentHash {
+        &self.hash
     }
     /// Consistency problems tolerated under [`Consistency::Warn`].
     pub fn warnings(&self) -> &[FieldError] {

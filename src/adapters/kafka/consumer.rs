@@ -1,0 +1,217 @@
+//! The consumer that drives ingest: poll a batch, hand it to the use case, retry until it is
+//! durable, and only then store its offsets.
+//!
+//! Offsets: `enable.auto.offset.store=false`, so librdkafka commits (every second, on a
+//! rebalance, and once more synchronously at shutdown) only what [`store_batch_offsets`]
+//! stored, which is only what ingest finished. A crash anywhere replays from the last
+//! commit, and ingest makes the replay harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics::{counter, gauge};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::domain::health::Readiness;
+use crate::domain::ingest::Ingest;
+use crate::domain::message::InboundMessage;
+use crate::domain::metrics as m;
+use crate::domain::ports::{DeadLetterSink, OrderStore, StoredOrders};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub batch_max: usize,
+    pub batch_linger: Duration,
+}
+
+/// Turns librdkafka statistics into lag gauges and commits before partitions are taken away.
+pub struct IngestContext;
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; lag -1 means unknown.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    gauge!(m::CONSUMER_LAG, "topic" => topic.topic.clone(), "partition" => partition.to_string())
+                        .set(stats.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            commit(consumer, "rebalance");
+            tracing::info!(partitions = partitions.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "partitions assigned");
+        }
+    }
+}
+
+fn commit<C: Consumer<IngestContext>>(consumer: &C, when: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::debug!(when, "offsets committed"),
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(when, error = %e, "offset commit failed"),
+    }
+}
+
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
+    let consumer: IngestConsumer = super::client_config(&settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // tansu holds a JoinGroup for half the session timeout: the 45 s default would make
+        // every join take ~23 s.
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(IngestContext)
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[&settings.topic])
+        .with_context(|| format!("cannot subscribe to topic {}", settings.topic))?;
+    Ok(consumer)
+}
+
+/// Copies what ingest needs out of the client's buffer.
+fn owned(message: &BorrowedMessage<'_>) -> InboundMessage {
+    InboundMessage {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Runs until `shutdown` turns true: the batch in hand is finished (or, while the database
+/// is down, abandoned without moving its offsets), what is durable is committed, and the
+/// function returns.
+pub async fn run<S, D, C>(
+    consumer: IngestConsumer,
+    settings: ConsumerSettings,
+    ingest: Arc<Ingest<S, D, C>>,
+    readiness: Arc<Readiness>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: OrderStore,
+    D: DeadLetterSink,
+    C: StoredOrders,
+{
+    readiness.set_consumer(true);
+    let mut batch: Vec<InboundMessage> = Vec::with_capacity(settings.batch_max);
+    'batches: while !*shutdown.borrow() {
+        batch.clear();
+        let first = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(message) => batch.push(owned(&message)),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        let linger = tokio::time::Instant::now() + settings.batch_linger;
+        while batch.len() < settings.batch_max {
+            match tokio::time::timeout_at(linger, consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(owned(&message)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+                Err(_) => break,
+            }
+        }
+
+        let mut plan = ingest.plan(&batch);
+        let mut backoff = Duration::from_millis(100);
+        let mut paused: Option<TopicPartitionList> = None;
+        while let Err(e) = ingest.write(&mut plan).await {
+            counter!(m::INGEST_RETRIES).increment(1);
+            tracing::warn!(error = %e, retry_in = ?backoff, "batch not durable yet; retrying");
+            if paused.is_none() {
+                // Stop fetching while we cannot make progress; nothing fetched is lost, since
+                // no offset moves until the batch in hand is durable.
+                paused = consumer.assignment().ok();
+                if let Some(tpl) = &paused
+                    && let Err(e) = consumer.pause(tpl)
+                {
+                    tracing::warn!(error = %e, "cannot pause partitions");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    tracing::warn!(messages = batch.len(), "shutting down with a batch that is not durable; it will be consumed again");
+                    break 'batches;
+                }
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        if let Some(tpl) = paused
+            && let Err(e) = consumer.resume(&tpl)
+        {
+            tracing::warn!(error = %e, "cannot resume partitions");
+        }
+        let report = ingest.finish(plan);
+        tracing::debug!(?report, messages = batch.len(), "batch done");
+        store_batch_offsets(&consumer, &batch);
+    }
+    readiness.set_consumer(false);
+    commit(&consumer, "shutdown");
+}
+
+/// Stores, per partition, the offset after the batch's last message: the next one to read.
+fn store_batch_offsets(consumer: &IngestConsumer, batch: &[InboundMessage]) {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for m in batch {
+        let slot = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
+        *slot = (*slot).max(m.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for ((topic, partition), offset) in next {
+        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(error = %e, "cannot build the offset list");
+        }
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // The partition was revoked meanwhile; its new owner replays from the last commit.
+        tracing::info!(error = %e, "offsets not stored");
+    }
+}

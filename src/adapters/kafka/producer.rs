@@ -1,0 +1,63 @@
+//! Publishing orders (the `produce` subcommand): keyed by uid, stamped with the send time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use crate::domain::message::PRODUCED_AT_HEADER;
+
+pub struct OrderPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl OrderPublisher {
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
+        let producer = super::producer_config(brokers)
+            .create()
+            .context("cannot create the Kafka producer")?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Queues one message and returns the future of its delivery report. When librdkafka's
+    /// queue is full this waits for room instead of failing.
+    pub async fn enqueue(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let stamp = now_ms.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: PRODUCED_AT_HEADER,
+                value: Some(stamp.as_bytes()),
+            });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+                .payload(payload)
+                .headers(headers);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

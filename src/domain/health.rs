@@ -1,0 +1,57 @@
+//! Readiness: what must hold before the service takes traffic, set by the parts that know.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Each flag starts false; the part that owns it sets it. A part the service does not run
+/// (the consumer in the `api` role, say) is not required.
+#[derive(Debug)]
+pub struct Readiness {
+    database: AtomicBool,
+    cache: AtomicBool,
+    consumer: AtomicBool,
+    needs_cache: bool,
+    needs_consumer: bool,
+}
+
+impl Readiness {
+    pub fn new(needs_cache: bool, needs_consumer: bool) -> Self {
+        Self {
+            database: AtomicBool::new(false),
+            cache: AtomicBool::new(false),
+            consumer: AtomicBool::new(false),
+            needs_cache,
+            needs_consumer,
+        }
+    }
+
+    pub fn set_database(&self, up: bool) {
+        self.database.store(up, Ordering::Relaxed);
+    }
+
+    pub fn set_cache_warmed(&self) {
+        self.cache.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_consumer(&self, running: bool) {
+        self.consumer.store(running, Ordering::Relaxed);
+    }
+
+    pub fn database(&self) -> bool {
+        self.database.load(Ordering::Relaxed)
+    }
+
+    /// What is not ready yet, as short reasons; empty when ready.
+    pub fn problems(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.database() {
+            out.push("database unreachable");
+        }
+        if self.needs_cache && !self.cache.load(Ordering::Relaxed) {
+            out.push("cache not preloaded");
+        }
+        if self.needs_consumer && !self.consumer.load(Ordering::Relaxed) {
+            out.push("consumer not running");
+        }
+        out
+    }
+}

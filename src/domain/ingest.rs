@@ -1,0 +1,265 @@
+//! Use case: a batch of raw messages to decided outcomes.
+//!
+//! Every message ends in exactly one outcome: stored, duplicate (same uid, same content),
+//! conflict (same uid, other content) or rejected. The work is split in three steps so that
+//! a failure can be retried without redoing what already succeeded:
+//! [`Ingest::plan`] decides what can be decided without I/O, [`Ingest::write`] stores the
+//! orders and delivers the dead letters (retry it until it succeeds), and [`Ingest::finish`]
+//! counts and announces. Only after `write` succeeded may the caller move its offsets.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use metrics::{counter, histogram};
+
+use super::message::{CONFLICT, DeadLetter, InboundMessage};
+use super::metrics as m;
+use super::order::OrderUid;
+use super::ports::{
+    DeadLetterError, DeadLetterSink, OrderStore, StoreError, StoreOutcome, StoredOrders,
+};
+use super::validate::{CheckedOrder, Consistency, RejectReason, accept};
+
+/// The rules ingest applies to each message.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestPolicy {
+    pub max_message_bytes: usize,
+    pub consistency: Consistency,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterError),
+}
+
+/// What became of a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub conflicts: usize,
+    pub rejected: usize,
+    /// Dead letters published now (a replay publishes none for messages already sent).
+    pub dead_letters_sent: usize,
+}
+
+enum Fate {
+    /// Index into the plan's orders to store.
+    Store(usize),
+    Duplicate,
+    Dead {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// A batch in flight, carrying what has already been done to it.
+pub struct Plan<'a> {
+    batch: &'a [InboundMessage],
+    fates: Vec<Fate>,
+    orders: Vec<CheckedOrder>,
+    outcomes: Option<Vec<Result<StoreOutcome, String>>>,
+    letters_done: bool,
+    dead_letters_sent: usize,
+}
+
+pub struct Ingest<S, D, C> {
+    store: S,
+    dead_letters: D,
+    announce: C,
+    policy: IngestPolicy,
+}
+
+impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
+    pub fn new(store: S, dead_letters: D, announce: C, policy: IngestPolicy) -> Self {
+        Self {
+            store,
+            dead_letters,
+            announce,
+            policy,
+        }
+    }
+
+    /// Decodes and validates each message, and settles uids repeated within the batch.
+    pub fn plan<'a>(&self, batch: &'a [InboundMessage]) -> Plan<'a> {
+        let mut orders: Vec<CheckedOrder> = Vec::with_capacity(batch.len());
+        let mut first_of: HashMap<OrderUid, usize> = HashMap::with_capacity(batch.len());
+        let fates = batch
+            .iter()
+            .map(|message| {
+                let order = match accept(message.payload(), self.policy.max_message_bytes, self.policy.consistency) {
+                    Ok(order) => order,
+                    Err(rejection) => {
+                        return Fate::Dead { reason: rejection.reason.code(), detail: rejection.detail() };
+                    }
+                };
+                if !order.warnings().is_empty() {
+                    counter!(m::CONSISTENCY_WARNINGS).increment(1);
+                    tracing::debug!(uid = %order.uid(), warnings = ?order.warnings(), "accepted an order whose totals do not add up");
+                }
+                match first_of.get(order.uid()) {
+                    Some(&i) if orders[i].content_hash() == order.content_hash() => Fate::Duplicate,
+                    Some(_) => Fate::Dead {
+                        reason: CONFLICT,
+                        detail: format!("order {} came earlier in this batch with other content", order.uid()),
+                    },
+                    None => {
+                        first_of.insert(order.uid().clone(), orders.len());
+                        orders.push(order);
+                        Fate::Store(orders.len() - 1)
+                    }
+                }
+            })
+            .collect();
+        Plan {
+            batch,
+            fates,
+            orders,
+            outcomes: None,
+            letters_done: false,
+            dead_letters_sent: 0,
+        }
+    }
+
+    /// Stores the plan's orders, then delivers its dead letters. Safe to call again after an
+    /// error: finished steps are not repeated, and both steps are idempotent anyway.
+    pub async fn write(&self, plan: &mut Plan<'_>) -> Result<(), IngestError> {
+        if plan.outcomes.is_none() {
+            let started = Instant::now();
+            plan.outcomes = Some(self.store_all(&plan.orders).await?);
+            histogram!(m::INGEST_BATCH_WRITE).record(started.elapsed().as_secs_f64());
+        }
+        if !plan.letters_done {
+            let letters = dead_letters(plan);
+            if !letters.is_empty() {
+                let ids: Vec<_> = letters.iter().map(|l| l.id.clone()).collect();
+                let already = self.store.dead_lettered(&ids).await?;
+                let fresh: Vec<_> = letters
+                    .into_iter()
+                    .zip(already)
+                    .filter(|(_, sent)| !sent)
+                    .map(|(l, _)| l)
+                    .collect();
+                if !fresh.is_empty() {
+                    self.dead_letters.send(&fresh).await?;
+                    self.store.record_dead_letters(&fresh).await?;
+                    for letter in &fresh {
+                        counter!(m::DEAD_LETTERS, "reason" => letter.reason).increment(1);
+                    }
+                }
+                plan.dead_letters_sent = fresh.len();
+            }
+            plan.letters_done = true;
+        }
+        Ok(())
+    }
+
+    /// Counts the outcomes and announces the stored orders. Call after [`Ingest::write`].
+    pub fn finish(&self, plan: Plan<'_>) -> BatchReport {
+        let mut report = BatchReport {
+            dead_letters_sent: plan.dead_letters_sent,
+            ..BatchReport::default()
+        };
+        let outcomes = plan.outcomes.as_deref().unwrap_or_default();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for (message, fate) in plan.batch.iter().zip(&plan.fates) {
+            match fate {
+                Fate::Store(i) => match outcomes.get(*i) {
+                    Some(Ok(StoreOutcome::Inserted)) => {
+                        report.stored += 1;
+                        self.announce.stored(&plan.orders[*i]);
+                        if let Some(produced) = message.produced_at_ms() {
+                            histogram!(m::INGEST_END_TO_END)
+                                .record((now_ms - produced).max(0) as f64 / 1000.0);
+                        }
+                    }
+                    Some(Ok(StoreOutcome::SameContent)) => report.duplicates += 1,
+                    Some(Ok(StoreOutcome::OtherContent)) => report.conflicts += 1,
+                    Some(Err(_)) | None => report.rejected += 1,
+                },
+                Fate::Duplicate => report.duplicates += 1,
+                Fate::Dead { reason, .. } if *reason == CONFLICT => report.conflicts += 1,
+                Fate::Dead { .. } => report.rejected += 1,
+            }
+        }
+        for (outcome, n) in [
+            ("stored", report.stored),
+            ("duplicate", report.duplicates),
+            ("conflict", report.conflicts),
+            ("rejected", report.rejected),
+        ] {
+            if n > 0 {
+                counter!(m::ORDERS_INGESTED, "outcome" => outcome).increment(n as u64);
+            }
+        }
+        histogram!(m::INGEST_BATCH_SIZE).record(plan.batch.len() as f64);
+        report
+    }
+
+    /// Stores the batch in one call; if the database refuses the data, stores the orders one
+    /// by one so that only the refused ones are set aside.
+    async fn store_all(
+        &self,
+        orders: &[CheckedOrder],
+    ) -> Result<Vec<Result<StoreOutcome, String>>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.store.store_batch(orders).await {
+            Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(StoreError::Refused(why)) if orders.len() == 1 => Ok(vec![Err(why)]),
+            Err(StoreError::Refused(_)) => {
+                let mut out = Vec::with_capacity(orders.len());
+                for order in orders {
+                    out.push(
+                        match self.store.store_batch(std::slice::from_ref(order)).await {
+                            Ok(mut one) => Ok(one.remove(0)),
+                            Err(StoreError::Refused(why)) => Err(why),
+                            Err(e) => return Err(e),
+                        },
+                    );
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The messages of the plan that go to the dead-letter topic, with reason and detail.
+fn dead_letters<'a>(plan: &Plan<'a>) -> Vec<DeadLetter<'a>> {
+    let outcomes = plan.outcomes.as_deref().unwrap_or_default();
+    let mut letters = Vec::new();
+    for (message, fate) in plan.batch.iter().zip(&plan.fates) {
+        let (reason, detail) = match fate {
+            Fate::Dead { reason, detail } => (*reason, detail.clone()),
+            Fate::Store(i) => match outcomes.get(*i) {
+                Some(Ok(StoreOutcome::OtherContent)) => (
+                    CONFLICT,
+                    format!(
+                        "order {} is already stored with other content",
+                        plan.orders[*i].uid()
+                    ),
+                ),
+                Some(Err(why)) => (
+                    RejectReason::Invalid.code(),
+                    format!("the database refused the order: {why}"),
+                ),
+                _ => continue,
+            },
+            Fate::Duplicate => continue,
+        };
+        letters.push(DeadLetter {
+            message,
+            id: message.id(),
+            reason,
+            detail,
+        });
+    }
+    letters
+}

@@ -1,0 +1,227 @@
+//! The ingest use case driven with hand-written fakes of its ports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::generate::{Corruption, GenerateOptions, Generator};
+use super::ingest::{BatchReport, Ingest, IngestPolicy};
+use super::message::{DeadLetter, InboundMessage, MessageId};
+use super::order::{ContentHash, OrderUid};
+use super::ports::*;
+use super::validate::{CheckedOrder, Consistency};
+
+#[derive(Default)]
+struct FakeStore {
+    orders: Mutex<HashMap<OrderUid, ContentHash>>,
+    letters: Mutex<HashSet<MessageId>>,
+    /// Fail this many store calls with `Unavailable` before working.
+    failures: AtomicUsize,
+}
+
+impl OrderStore for FakeStore {
+    async fn store_batch(&self, orders: &[CheckedOrder]) -> Result<Vec<StoreOutcome>, StoreError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable(anyhow::anyhow!("down")));
+        }
+        if orders.iter().any(|o| o.order().customer_id == "refuse") {
+            return Err(StoreError::Refused("check violation".into()));
+        }
+        let mut stored = self.orders.lock().unwrap();
+        Ok(orders
+            .iter()
+            .map(|o| match stored.get(o.uid()) {
+                None => {
+                    stored.insert(o.uid().clone(), *o.content_hash());
+                    StoreOutcome::Inserted
+                }
+                Some(h) if h == o.content_hash() => StoreOutcome::SameContent,
+                Some(_) => StoreOutcome::OtherContent,
+            })
+            .collect())
+    }
+
+    async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
+        let letters = self.letters.lock().unwrap();
+        Ok(ids.iter().map(|id| letters.contains(id)).collect())
+    }
+
+    async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
+        self.letters
+            .lock()
+            .unwrap()
+            .extend(letters.iter().map(|l| l.id.clone()));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeSink {
+    sent: Mutex<Vec<(i64, &'static str)>>,
+    failures: AtomicUsize,
+}
+
+impl DeadLetterSink for FakeSink {
+    async fn send(&self, letters: &[DeadLetter<'_>]) -> Result<(), DeadLetterError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(DeadLetterError(anyhow::anyhow!("broker down")));
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .extend(letters.iter().map(|l| (l.message.offset, l.reason)));
+        Ok(())
+    }
+}
+
+type Service = Ingest<Arc<FakeStore>, Arc<FakeSink>, ()>;
+
+fn service(store: &Arc<FakeStore>, sink: &Arc<FakeSink>) -> Service {
+    let policy = IngestPolicy {
+        max_message_bytes: 1 << 20,
+        consistency: Consistency::Reject,
+    };
+    Ingest::new(store.clone(), sink.clone(), (), policy)
+}
+
+fn messages(payloads: Vec<Vec<u8>>) -> Vec<InboundMessage> {
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| InboundMessage {
+            topic: "orders".into(),
+            offset: i as i64,
+            payload: Some(p),
+            ..InboundMessage::default()
+        })
+        .collect()
+}
+
+async fn run(ingest: &Service, batch: &[InboundMessage]) -> BatchReport {
+    let mut plan = ingest.plan(batch);
+    while ingest.write(&mut plan).await.is_err() {}
+    ingest.finish(plan)
+}
+
+fn valid(generator: &mut Generator) -> Vec<u8> {
+    generator.valid_order().to_json()
+}
+
+#[tokio::test]
+async fn every_message_gets_exactly_one_outcome() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let a = valid(&mut g);
+    let b = valid(&mut g);
+    let mut b_changed: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    b_changed["entry"] = "OTHER".into();
+    let batch = messages(vec![
+        a.clone(),
+        b.clone(),
+        a,
+        serde_json::to_vec(&b_changed).unwrap(),
+        b"{".to_vec(),
+    ]);
+
+    let report = run(&ingest, &batch).await;
+    assert_eq!(
+        report,
+        BatchReport {
+            stored: 2,
+            duplicates: 1,
+            conflicts: 1,
+            rejected: 1,
+            dead_letters_sent: 2
+        }
+    );
+    assert_eq!(
+        *sink.sent.lock().unwrap(),
+        vec![(3, "conflict"), (4, "malformed")]
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_batch_stores_nothing_and_sends_no_dead_letter_twice() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions {
+        invalid_rate: 0.3,
+        seed: 3,
+        ..GenerateOptions::default()
+    });
+    let batch = messages((0..200).map(|_| g.next_message().bytes).collect());
+    let first = run(&ingest, &batch).await;
+    let again = run(&ingest, &batch).await;
+    assert!(first.stored > 100 && first.rejected > 30, "{first:?}");
+    assert_eq!(again.stored, 0);
+    assert_eq!(again.duplicates, first.stored);
+    assert_eq!(again.dead_letters_sent, 0);
+    assert_eq!(sink.sent.lock().unwrap().len(), first.dead_letters_sent);
+}
+
+#[tokio::test]
+async fn failures_are_retried_without_redoing_finished_steps() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    store.failures.store(2, Ordering::SeqCst);
+    sink.failures.store(2, Ordering::SeqCst);
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let batch = messages(vec![valid(&mut g), b"not json".to_vec()]);
+    let report = run(&ingest, &batch).await;
+    assert_eq!(
+        (report.stored, report.duplicates, report.rejected),
+        (1, 0, 1)
+    );
+    assert_eq!(sink.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_order_the_database_refuses_is_set_aside_alone() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let mut refused = g.valid_order();
+    refused.customer_id = "refuse".into();
+    let batch = messages(vec![valid(&mut g), refused.to_json(), valid(&mut g)]);
+    let report = run(&ingest, &batch).await;
+    assert_eq!((report.stored, report.rejected), (2, 1));
+    assert_eq!(*sink.sent.lock().unwrap(), vec![(1, "invalid")]);
+}
+
+#[tokio::test]
+async fn each_corruption_is_dead_lettered_with_its_reason() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions {
+        invalid_rate: 1.0,
+        max_message_bytes: 1 << 20,
+        ..GenerateOptions::default()
+    });
+    let generated: Vec<_> = (0..400).map(|_| g.next_message()).collect();
+    let batch = messages(generated.iter().map(|m| m.bytes.clone()).collect());
+    let report = run(&ingest, &batch).await;
+    assert_eq!(report.rejected, 400);
+    let sent = sink.sent.lock().unwrap();
+    for (offset, reason) in sent.iter() {
+        let kind: Corruption = generated[*offset as usize].corruption.unwrap();
+        assert_eq!(*reason, kind.expected().0.code(), "{kind:?}");
+    }
+}

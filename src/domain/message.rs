@@ -1,0 +1,75 @@
+//! A message as ingest sees it: owned bytes and where it came from, free of any Kafka
+//! client type, and what is sent to the dead-letter topic about it.
+
+use sha2::{Digest, Sha256};
+
+/// One consumed message, copied out of the client before it crosses tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The broker's or producer's timestamp, unix milliseconds.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Header a producer sets to the unix milliseconds it sent the message at.
+pub const PRODUCED_AT_HEADER: &str = "x-produced-at";
+
+impl InboundMessage {
+    pub fn payload(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// `x-produced-at`, when present and a number.
+    pub fn produced_at_ms(&self) -> Option<i64> {
+        std::str::from_utf8(self.header(PRODUCED_AT_HEADER)?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Where the message is, plus a hash of its payload: a topic deleted and created again
+    /// reuses offsets, and its new messages must not pass for the old ones.
+    pub fn id(&self) -> MessageId {
+        MessageId {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            payload_hash: Sha256::digest(self.payload()).into(),
+        }
+    }
+}
+
+/// Identity of a consumed message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload_hash: [u8; 32],
+}
+
+/// Why a message goes to the dead-letter topic: a [`RejectReason`](super::validate::RejectReason)
+/// code, or `conflict`.
+pub const CONFLICT: &str = "conflict";
+
+/// A message bound for the dead-letter topic, with its reason code and a readable detail.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub message: &'a InboundMessage,
+    pub id: MessageId,
+    pub reason: &'static str,
+    pub detail: String,
+}

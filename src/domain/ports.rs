@@ -1,0 +1,130 @@
+//! The traits adapters implement. Each error says what the caller may do about it.
+//!
+//! The service types are generic over these traits (no `dyn`), so a test can drive the use
+//! cases with small hand-written fakes.
+
+use std::future::Future;
+
+use super::message::{DeadLetter, MessageId};
+use super::order::{ContentHash, OrderUid};
+use super::validate::CheckedOrder;
+
+/// What the store did with one order of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// New: written now.
+    Inserted,
+    /// Already stored with the same content: a redelivery.
+    SameContent,
+    /// Already stored with other content under the same uid.
+    OtherContent,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable or failing: nothing of the call was written. Retry later.
+    #[error("the database is unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// The database refused the data itself (a constraint the domain did not foresee).
+    /// Retrying the same data fails the same way.
+    #[error("the database refused the data: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+/// An order as read back from the store: its canonical JSON and content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub uid: OrderUid,
+    pub json: Vec<u8>,
+    pub hash: ContentHash,
+}
+
+/// Durable storage of orders.
+pub trait OrderStore: Send + Sync + 'static {
+    /// Writes the orders not stored yet, all or nothing, and says per order (same index) what
+    /// happened. The uids of `orders` are distinct. Calling it again with the same orders
+    /// writes nothing twice.
+    fn store_batch(
+        &self,
+        orders: &[CheckedOrder],
+    ) -> impl Future<Output = Result<Vec<StoreOutcome>, StoreError>> + Send;
+
+    /// Which of these messages were already sent to the dead-letter topic (same index).
+    fn dead_lettered(
+        &self,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Remembers that these messages were sent to the dead-letter topic.
+    fn record_dead_letters(
+        &self,
+        letters: &[DeadLetter<'_>],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Why dead letters could not be delivered. The caller keeps the messages and retries.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot deliver dead letters: {0:#}")]
+pub struct DeadLetterError(pub anyhow::Error);
+
+/// The dead-letter topic.
+pub trait DeadLetterSink: Send + Sync + 'static {
+    /// Publishes every letter and returns once each is acknowledged by the broker.
+    fn send(
+        &self,
+        letters: &[DeadLetter<'_>],
+    ) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+}
+
+/// Where freshly stored orders are announced (the lookup cache). Infallible: a cache that
+/// misses an order only costs a database read later.
+pub trait StoredOrders: Send + Sync + 'static {
+    fn stored(&self, order: &CheckedOrder);
+}
+
+/// For services without a cache (ingest-only role, tests).
+impl StoredOrders for () {
+    fn stored(&self, _: &CheckedOrder) {}
+}
+
+/// A shared port is a port: the store serves ingest and lookup from one pool.
+impl<T: OrderStore> OrderStore for std::sync::Arc<T> {
+    fn store_batch(
+        &self,
+        orders: &[CheckedOrder],
+    ) -> impl Future<Output = Result<Vec<StoreOutcome>, StoreError>> + Send {
+        (**self).store_batch(orders)
+    }
+
+    fn dead_lettered(
+        &self,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        (**self).dead_lettered(ids)
+    }
+
+    fn record_dead_letters(
+        &self,
+        letters: &[DeadLetter<'_>],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_dead_letters(letters)
+    }
+}
+
+impl<T: DeadLetterSink> DeadLetterSink for std::sync::Arc<T> {
+    fn send(
+        &self,
+        letters: &[DeadLetter<'_>],
+    ) -> impl Future<Output = Result<(), DeadLetterError>> + Send {
+        (**self).send(letters)
+    }
+}
+
+impl<T: StoredOrders> StoredOrders for std::sync::Arc<T> {
+    fn stored(&self, order: &CheckedOrder) {
+        (**self).stored(order)
+    }
+}
