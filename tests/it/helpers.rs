@@ -72,3 +72,167 @@ pub fn run(cmd: &mut Command) -> (Output, String, String) {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output, stdout, stderr)
 }
+
+/// A port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `secs` naming `what`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn count(client: &Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A minimal HTTP/1.1 GET: status, headers (lower-case names) and body.
+pub async fn http_get(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Some((status, headers, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+    out
+}
+
+/// `order-svc serve` as a child process, killed when dropped.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub http_port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Serve {
+    /// Starts `serve` with these settings (DATABASE_URL, KAFKA_*, ...) and a free HTTP port.
+    pub fn start(env: &[(&str, String)]) -> Self {
+        let http_port = free_port();
+        let log = std::env::temp_dir().join(format!(
+            "order-svc-it-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = order_svc();
+        cmd.arg("serve")
+            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("RUST_LOG", "info,order_svc=debug")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("serve starts");
+        Self {
+            child,
+            http_port,
+            log,
+        }
+    }
+
+    pub async fn status(&self, path: &str) -> Option<u16> {
+        http_get(self.http_port, path, &[]).await.map(|(s, _, _)| s)
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_for(60, "serve to report ready", || async {
+            (self.status("/readyz").await == Some(200)).then_some(())
+        })
+        .await;
+    }
+
+    /// A counter's value from /metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, _, body) = http_get(self.http_port, "/metrics", &[])
+            .await
+            .expect("metrics answer");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

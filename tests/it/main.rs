@@ -4,4 +4,7 @@
 
 mod cli;
 mod helpers;
+mod ingest;
+mod kafka;
 mod migrate;
+mod proxy;

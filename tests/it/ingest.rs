@@ -1,0 +1,369 @@
+//! `serve` consuming a real broker into a real PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use order_svc::domain::generate::{Corruption, GenerateOptions, Generator};
+
+use crate::helpers::{Serve, TestDb, count, order_svc, run, wait_for};
+use crate::kafka::{TestTopic, committed_total, producer, read_topic, send_all};
+
+type Messages = Vec<(Option<String>, Vec<u8>)>;
+
+/// A migrated database of the test's own.
+async fn migrated_db() -> TestDb {
+    let db = TestDb::unique();
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+    assert!(out.status.success(), "{stderr}");
+    db
+}
+
+/// `n` generated messages; returns them, the uids `serve` accepts under the default
+/// `VALIDATION_CONSISTENCY=warn` (valid, or only inconsistent), and each message's corruption.
+fn generate(
+    seed: u64,
+    n: usize,
+    invalid_rate: f64,
+) -> (Messages, HashSet<String>, Vec<Option<Corruption>>) {
+    let mut g = Generator::new(GenerateOptions {
+        seed,
+        invalid_rate,
+        ..GenerateOptions::default()
+    });
+    let mut messages = Vec::new();
+    let mut valid = HashSet::new();
+    let mut kinds = Vec::new();
+    for _ in 0..n {
+        let m = g.next_message();
+        if matches!(m.corruption, None | Some(Corruption::InconsistentTotals)) {
+            valid.insert(m.uid.clone().unwrap());
+        }
+        kinds.push(m.corruption);
+        messages.push((m.uid, m.bytes));
+    }
+    (messages, valid, kinds)
+}
+
+async fn wait_for_orders(db: &TestDb, expected: i64, secs: u64) {
+    let client = db.client().await;
+    wait_for(
+        secs,
+        &format!("{expected} orders in the database"),
+        || async { (count(&client, "orders").await >= expected).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_mixed_stream_lands_exactly_once_each() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (mut messages, _, mut kinds) = generate(21, 400, 0.4);
+    // VALIDATION_CONSISTENCY=reject below: only orders without any corruption are stored.
+    let valid: HashSet<String> = messages
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| k.is_none())
+        .map(|(m, _)| m.0.clone().unwrap())
+        .collect();
+    // Exact redeliveries of 20 valid orders, and one order sent again with other content.
+    let valid_messages: Vec<_> = messages
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| k.is_none())
+        .map(|(m, _)| m.clone())
+        .collect();
+    for m in valid_messages.iter().take(20) {
+        messages.push(m.clone());
+        kinds.push(None);
+    }
+    let mut conflicting: serde_json::Value = serde_json::from_slice(&valid_messages[0].1).unwrap();
+    conflicting["delivery_service"] = "other".into();
+    messages.push((
+        valid_messages[0].0.clone(),
+        serde_json::to_vec(&conflicting).unwrap(),
+    ));
+    let conflict_index = messages.len() - 1;
+    kinds.push(None);
+
+    let placed = send_all(&producer(), &topic.name, &messages).await;
+    let mut env = topic.serve_env(&db.url, "g1");
+    env.push(("VALIDATION_CONSISTENCY", "reject".into()));
+    let serve = Serve::start(&env);
+    serve.wait_ready().await;
+    wait_for_orders(&db, valid.len() as i64, 60).await;
+
+    let expected_dead: usize = kinds.iter().filter(|k| k.is_some()).count() + 1;
+    let letters = read_topic(&topic.dlq, expected_dead, Duration::from_secs(2)).await;
+    assert_eq!(
+        letters.len(),
+        expected_dead,
+        "every rejected message once, and the conflict"
+    );
+
+    let by_place: HashMap<(i32, i64), usize> =
+        placed.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let mut seen = HashSet::new();
+    for letter in &letters {
+        let h = &letter.headers;
+        let place = (
+            h["x-dlq-original-partition"].parse().unwrap(),
+            h["x-dlq-original-offset"].parse().unwrap(),
+        );
+        let i = by_place[&place];
+        assert!(seen.insert(i), "message {i} dead-lettered twice");
+        let expected_reason = if i == conflict_index {
+            "conflict"
+        } else {
+            kinds[i].unwrap().expected().0.code()
+        };
+        assert_eq!(
+            h["x-dlq-reason"], expected_reason,
+            "message {i} ({:?})",
+            kinds[i]
+        );
+        assert!(!h["x-dlq-detail"].is_empty());
+        assert_eq!(h["x-dlq-original-topic"], topic.name);
+        assert!(h["x-dlq-original-timestamp"].parse::<i64>().unwrap() > 0);
+        assert_eq!(h["trace-id"], i.to_string(), "original headers are kept");
+        assert_eq!(letter.payload, messages[i].1, "the value is unchanged");
+        assert_eq!(
+            letter.key.as_deref(),
+            messages[i].0.as_deref().map(str::as_bytes),
+            "the key is unchanged"
+        );
+    }
+
+    let client = db.client().await;
+    assert_eq!(count(&client, "orders").await, valid.len() as i64);
+    for table in ["deliveries", "payments"] {
+        assert_eq!(count(&client, table).await, valid.len() as i64, "{table}");
+    }
+    let expected_items: usize = valid_messages
+        .iter()
+        .map(|(_, p)| {
+            serde_json::from_slice::<serde_json::Value>(p).unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(count(&client, "items").await, expected_items as i64);
+    let stored_uids: HashSet<String> = client
+        .query("SELECT order_uid FROM orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored_uids, valid);
+    assert_eq!(
+        serve
+            .metric("orders_ingested_total{outcome=\"duplicate\"}")
+            .await,
+        20.0
+    );
+}
+
+#[tokio::test]
+async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_letter_twice() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (messages, valid, _) = generate(22, 300, 0.3);
+    let invalid = messages.len() - valid.len();
+    send_all(&producer(), &topic.name, &messages).await;
+
+    let first = Serve::start(&topic.serve_env(&db.url, "first"));
+    wait_for_orders(&db, valid.len() as i64, 60).await;
+    wait_for(30, "the first group to commit everything", || async {
+        (committed_total(&topic.name, "first") == messages.len() as i64).then_some(())
+    })
+    .await;
+    drop(first);
+
+    let replay = Serve::start(&topic.serve_env(&db.url, "second"));
+    wait_for(60, "the second group to commit everything", || async {
+        (committed_total(&topic.name, "second") == messages.len() as i64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        replay
+            .metric("orders_ingested_total{outcome=\"stored\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(
+        replay
+            .metric("orders_ingested_total{outcome=\"duplicate\"}")
+            .await,
+        valid.len() as f64
+    );
+    let client = db.client().await;
+    assert_eq!(count(&client, "orders").await, valid.len() as i64);
+    let letters = read_topic(&topic.dlq, invalid, Duration::from_secs(2)).await;
+    assert_eq!(letters.len(), invalid, "no dead letter is sent twice");
+}
+
+#[tokio::test]
+async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (messages, valid, _) = generate(23, 12_000, 0.05);
+    send_all(&producer(), &topic.name, &messages).await;
+
+    let mut env = topic.serve_env(&db.url, "crashy");
+    env.push(("INGEST_BATCH_MAX", "200".into()));
+    let mut serve = Serve::start(&env);
+    wait_for_orders(&db, 1_000, 60).await;
+    serve.child.kill().unwrap(); // SIGKILL: no chance to commit anything more
+    serve.child.wait().unwrap();
+    let client = db.client().await;
+    let at_crash = count(&client, "orders").await;
+    assert!(
+        at_crash < valid.len() as i64,
+        "the crash must come mid-stream ({at_crash} stored)"
+    );
+
+    let _again = Serve::start(&env);
+    wait_for_orders(&db, valid.len() as i64, 120).await;
+    wait_for(30, "everything committed", || async {
+        (committed_total(&topic.name, "crashy") == messages.len() as i64).then_some(())
+    })
+    .await;
+    assert_eq!(count(&client, "orders").await, valid.len() as i64);
+    let items: i64 = client
+        .query_one("SELECT count(DISTINCT order_uid) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(items, valid.len() as i64, "every order has its items");
+}
+
+#[tokio::test]
+async fn sigterm_commits_exactly_what_was_stored_and_exits_cleanly() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (messages, _, _) = generate(24, 12_000, 0.0);
+    send_all(&producer(), &topic.name, &messages).await;
+
+    let mut env = topic.serve_env(&db.url, "graceful");
+    env.push(("INGEST_BATCH_MAX", "200".into()));
+    let mut serve = Serve::start(&env);
+    wait_for_orders(&db, 1_000, 60).await;
+    serve.terminate();
+    let started = std::time::Instant::now();
+    let status = wait_for(10, "serve to exit after SIGTERM", || {
+        let status = serve.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "exit status {status:?}: {}", serve.logs());
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let stored = count(&db.client().await, "orders").await;
+    assert!(
+        stored < messages.len() as i64,
+        "SIGTERM must come mid-stream"
+    );
+    assert_eq!(
+        committed_total(&topic.name, "graceful"),
+        stored,
+        "committed offsets equal stored messages"
+    );
+}
+
+#[tokio::test]
+async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let env = topic.serve_env(&db.url, "shared");
+    let a = Serve::start(&env);
+    let b = Serve::start(&env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // Let the group settle on two members before the stream starts.
+    wait_for(30, "both processes to own partitions", || async {
+        (a.logs().contains("partitions assigned") && b.logs().contains("partitions assigned"))
+            .then_some(())
+    })
+    .await;
+    let (messages, valid, _) = generate(25, 6_000, 0.0);
+    send_all(&producer(), &topic.name, &messages).await;
+    wait_for_orders(&db, valid.len() as i64, 90).await;
+    wait_for(30, "everything committed", || async {
+        (committed_total(&topic.name, "shared") == messages.len() as i64).then_some(())
+    })
+    .await;
+
+    let stored_a = a.metric("orders_ingested_total{outcome=\"stored\"}").await;
+    let stored_b = b.metric("orders_ingested_total{outcome=\"stored\"}").await;
+    assert!(
+        stored_a > 0.0 && stored_b > 0.0,
+        "both processes stored orders: {stored_a} + {stored_b}"
+    );
+    assert_eq!(
+        stored_a + stored_b,
+        valid.len() as f64,
+        "each order stored once"
+    );
+    assert_eq!(
+        count(&db.client().await, "orders").await,
+        valid.len() as i64
+    );
+}
+
+#[tokio::test]
+async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxied_url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(
+        proxied_url, db.url,
+        "TEST_DATABASE_URL must use 127.0.0.1:5432 for this test"
+    );
+    let serve = Serve::start(&topic.serve_env(&proxied_url, "outage"));
+    serve.wait_ready().await;
+
+    let (messages, valid, _) = generate(26, 3_000, 0.1);
+    let topic_name = topic.name.clone();
+    let stream = tokio::spawn(async move {
+        let producer = producer();
+        for chunk in messages.chunks(100) {
+            send_all(&producer, &topic_name, chunk).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        messages.len()
+    });
+    wait_for_orders(&db, 300, 60).await;
+    proxy.cut();
+    wait_for(15, "readiness to turn false", || async {
+        (serve.status("/readyz").await == Some(503)).then_some(())
+    })
+    .await;
+    let client = db.client().await;
+    let during = count(&client, "orders").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&client, "orders").await,
+        during,
+        "nothing is written while the database is away"
+    );
+    assert_eq!(serve.status("/readyz").await, Some(503));
+    proxy.restore();
+
+    let sent = stream.await.unwrap();
+    serve.wait_ready().await;
+    wait_for_orders(&db, valid.len() as i64, 90).await;
+    wait_for(30, "everything committed", || async {
+        (committed_total(&topic.name, "outage") == sent as i64).then_some(())
+    })
+    .await;
+    assert_eq!(count(&client, "orders").await, valid.len() as i64);
+    assert!(
+        serve.metric("ingest_retries_total").await > 0.0,
+        "the outage was felt by ingest"
+    );
+    let letters = read_topic(&topic.dlq, sent - valid.len(), Duration::from_secs(2)).await;
+    assert_eq!(
+        letters.len(),
+        sent - valid.len(),
+        "every rejected message reached the dead letters once"
+    );
+}
