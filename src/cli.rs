@@ -173,6 +173,12 @@ pub struct ServeArgs {
     #[arg(long, env = "INGEST_BATCH_LINGER_MS", value_name = "INGEST_BATCH_LINGER_MS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub ingest_batch_linger_ms: u64,
+
+    /// Batches written to PostgreSQL at once, each on its own connection (offsets still move
+    /// in order).
+    #[arg(long, env = "INGEST_PARALLEL_BATCHES", value_name = "INGEST_PARALLEL_BATCHES", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub ingest_parallel_batches: u16,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -63,7 +63,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             group_id: args.kafka_group_id.clone(),
             batch_max: args.ingest_batch_max as usize,
             batch_linger: Duration::from_millis(args.ingest_batch_linger_ms),
+            parallel_batches: usize::from(args.ingest_parallel_batches),
         };
+        anyhow::ensure!(
+            args.ingest_parallel_batches < args.database_pool_size,
+            "INGEST_PARALLEL_BATCHES ({}) must be below DATABASE_POOL_SIZE ({}): each batch in flight holds a connection, and lookups need some too",
+            args.ingest_parallel_batches,
+            args.database_pool_size
+        );
         let consumer = consumer::create(&settings)?;
         tracing::info!(topic = %settings.topic, group = %settings.group_id, dlq = %args.kafka_dlq_topic, "consuming");
         ingest_task = Some(tokio::spawn(consumer::run(

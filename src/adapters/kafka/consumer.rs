@@ -6,7 +6,7 @@
 //! stored, which is only what ingest finished. A crash anywhere replays from the last
 //! commit, and ingest makes the replay harmless.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::domain::health::Readiness;
 use crate::domain::ingest::Ingest;
@@ -34,6 +35,8 @@ pub struct ConsumerSettings {
     pub group_id: String,
     pub batch_max: usize,
     pub batch_linger: Duration,
+    /// Batches written at once (each on its own database connection).
+    pub parallel_batches: usize,
 }
 
 /// Turns librdkafka statistics into lag gauges and commits before partitions are taken away.
@@ -120,9 +123,15 @@ fn owned(message: &BorrowedMessage<'_>) -> InboundMessage {
     }
 }
 
-/// Runs until `shutdown` turns true: the batch in hand is finished (or, while the database
-/// is down, abandoned without moving its offsets), what is durable is committed, and the
-/// function returns.
+/// Runs until `shutdown` turns true: the batches in hand are finished (or, while the
+/// database is down, abandoned without moving their offsets), what is durable is committed,
+/// and the function returns.
+///
+/// Up to `settings.parallel_batches` batches are written at once, each on its own database
+/// connection, while the next one is being polled: on a small machine PostgreSQL, the
+/// consumer and the decoding then overlap instead of taking turns. Offsets are still stored
+/// strictly in poll order: a batch's offsets move only once it and every batch before it
+/// are durable.
 pub async fn run<S, D, C>(
     consumer: IngestConsumer,
     settings: ConsumerSettings,
@@ -134,67 +143,130 @@ pub async fn run<S, D, C>(
     D: DeadLetterSink,
     C: StoredOrders,
 {
+    let consumer = Arc::new(consumer);
+    let mut in_flight: VecDeque<JoinHandle<Option<Vec<InboundMessage>>>> = VecDeque::new();
     readiness.set_consumer(true);
-    let mut batch: Vec<InboundMessage> = Vec::with_capacity(settings.batch_max);
-    'batches: while !*shutdown.borrow() {
-        batch.clear();
-        let first = tokio::select! {
-            _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
+    enum Event {
+        Stop,
+        /// The oldest batch in flight ended: durable (`Some`) or abandoned at shutdown.
+        Retired(Option<Vec<InboundMessage>>),
+        Message(Result<InboundMessage, rdkafka::error::KafkaError>),
+    }
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => Event::Stop,
+            done = async { in_flight.front_mut().expect("a batch in flight").await }, if !in_flight.is_empty() => {
+                Event::Retired(done.ok().flatten())
+            }
+            m = consumer.recv(), if in_flight.len() < settings.parallel_batches => {
+                Event::Message(m.map(|m| owned(&m)))
+            }
         };
-        match first {
-            Ok(message) => batch.push(owned(&message)),
-            Err(e) => {
+        match event {
+            Event::Stop => break,
+            Event::Retired(done) => {
+                in_flight.pop_front();
+                match done {
+                    Some(batch) => store_batch_offsets(&consumer, &batch),
+                    // Later batches must not move offsets past an abandoned one.
+                    None => break,
+                }
+            }
+            Event::Message(Err(e)) => {
                 tracing::warn!(error = %e, "kafka consumer error");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+            }
+            Event::Message(Ok(first)) => {
+                let batch = gather(&consumer, &settings, first).await;
+                in_flight.push_back(tokio::spawn(write_batch(
+                    batch,
+                    ingest.clone(),
+                    consumer.clone(),
+                    shutdown.clone(),
+                )));
             }
         }
-        let linger = tokio::time::Instant::now() + settings.batch_linger;
-        while batch.len() < settings.batch_max {
-            match tokio::time::timeout_at(linger, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(owned(&message)),
-                Ok(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
-                Err(_) => break,
+    }
+    // Finish what is in hand, in order, until the first batch that could not be finished.
+    while let Some(head) = in_flight.pop_front() {
+        match head.await {
+            Ok(Some(batch)) => store_batch_offsets(&consumer, &batch),
+            _ => {
+                in_flight.iter().for_each(JoinHandle::abort);
+                break;
             }
         }
-
-        let mut plan = ingest.plan(&batch);
-        let mut backoff = Duration::from_millis(100);
-        let mut paused: Option<TopicPartitionList> = None;
-        while let Err(e) = ingest.write(&mut plan).await {
-            counter!(m::INGEST_RETRIES).increment(1);
-            tracing::warn!(error = %e, retry_in = ?backoff, "batch not durable yet; retrying");
-            if paused.is_none() {
-                // Stop fetching while we cannot make progress; nothing fetched is lost, since
-                // no offset moves until the batch in hand is durable.
-                paused = consumer.assignment().ok();
-                if let Some(tpl) = &paused
-                    && let Err(e) = consumer.pause(tpl)
-                {
-                    tracing::warn!(error = %e, "cannot pause partitions");
-                }
-            }
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    tracing::warn!(messages = batch.len(), "shutting down with a batch that is not durable; it will be consumed again");
-                    break 'batches;
-                }
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-        if let Some(tpl) = paused
-            && let Err(e) = consumer.resume(&tpl)
-        {
-            tracing::warn!(error = %e, "cannot resume partitions");
-        }
-        let report = ingest.finish(plan);
-        tracing::debug!(?report, messages = batch.len(), "batch done");
-        store_batch_offsets(&consumer, &batch);
     }
     readiness.set_consumer(false);
-    commit(&consumer, "shutdown");
+    commit(consumer.as_ref(), "shutdown");
+}
+
+/// After a first message, gathers more until `batch_max` or `batch_linger`.
+async fn gather(
+    consumer: &IngestConsumer,
+    settings: &ConsumerSettings,
+    first: InboundMessage,
+) -> Vec<InboundMessage> {
+    let mut batch = Vec::with_capacity(settings.batch_max);
+    batch.push(first);
+    let linger = tokio::time::Instant::now() + settings.batch_linger;
+    while batch.len() < settings.batch_max {
+        match tokio::time::timeout_at(linger, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(owned(&message)),
+            Ok(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Makes one batch durable, retrying with capped exponential backoff and pausing the
+/// partitions while it cannot. Returns the batch when done, `None` when shutdown came first.
+async fn write_batch<S, D, C>(
+    batch: Vec<InboundMessage>,
+    ingest: Arc<Ingest<S, D, C>>,
+    consumer: Arc<IngestConsumer>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Vec<InboundMessage>>
+where
+    S: OrderStore,
+    D: DeadLetterSink,
+    C: StoredOrders,
+{
+    let mut plan = ingest.plan(&batch);
+    let mut backoff = Duration::from_millis(100);
+    let mut paused: Option<TopicPartitionList> = None;
+    while let Err(e) = ingest.write(&mut plan).await {
+        counter!(m::INGEST_RETRIES).increment(1);
+        tracing::warn!(error = %e, retry_in = ?backoff, "batch not durable yet; retrying");
+        if paused.is_none() {
+            // Stop fetching while we cannot make progress; nothing fetched is lost, since no
+            // offset moves until the batch is durable.
+            paused = consumer.assignment().ok();
+            if let Some(tpl) = &paused
+                && let Err(e) = consumer.pause(tpl)
+            {
+                tracing::warn!(error = %e, "cannot pause partitions");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {
+                tracing::warn!(messages = batch.len(), "shutting down with a batch that is not durable; it will be consumed again");
+                return None;
+            }
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    if let Some(tpl) = paused
+        && let Err(e) = consumer.resume(&tpl)
+    {
+        tracing::warn!(error = %e, "cannot resume partitions");
+    }
+    let report = ingest.finish(plan);
+    tracing::debug!(?report, messages = batch.len(), "batch done");
+    Some(batch)
 }
 
 /// Stores, per partition, the offset after the batch's last message: the next one to read.
