@@ -179,6 +179,24 @@ pub struct ServeArgs {
     #[arg(long, env = "INGEST_PARALLEL_BATCHES", value_name = "INGEST_PARALLEL_BATCHES", default_value_t = 3,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub ingest_parallel_batches: u16,
+
+    /// Most bytes of order JSON the lookup cache holds (least recently used out first).
+    #[arg(long, env = "CACHE_MAX_BYTES", value_name = "CACHE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+
+    /// Newest orders loaded into the cache at start, before the service reports ready.
+    #[arg(
+        long,
+        env = "CACHE_PRELOAD",
+        value_name = "CACHE_PRELOAD",
+        default_value_t = 100_000
+    )]
+    pub cache_preload: usize,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "HTTP_WORKERS", value_name = "HTTP_WORKERS",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub http_workers: Option<u16>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,6 +1,7 @@
 //! Adapters: the technologies (PostgreSQL, later Kafka, moka and actix-web) plugged into the
 //! domain's ports. Driver errors are translated here and never leave as driver types.
 
+pub mod cache;
 pub mod http;
 pub mod kafka;
 pub mod postgres;

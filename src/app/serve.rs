@@ -1,26 +1,37 @@
 //! `order-svc serve`: ingest from Kafka and the HTTP API in one process (or either half,
 //! with `--role`).
 //!
-//! Shutdown order: stop polling and finish (or abandon) the batch in hand, commit what is
-//! durable, flush the dead-letter producer, then drain HTTP.
+//! Start: HTTP answers at once (liveness), readiness waits for the database, the cache
+//! preload and the consumer. Shutdown order: stop polling and finish (or abandon) the
+//! batches in hand, commit what is durable, flush the dead-letter producer, then drain HTTP.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use metrics::gauge;
 use tokio::sync::watch;
 
-use crate::adapters::http::{self, AppState};
+use crate::adapters::cache::MokaCache;
+use crate::adapters::http;
 use crate::adapters::kafka::consumer::{self, ConsumerSettings};
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
 use crate::adapters::postgres::store::{PgStore, pool};
-use crate::cli::ServeArgs;
+use crate::cli::{Role, ServeArgs};
 use crate::domain::health::Readiness;
 use crate::domain::ingest::{Ingest, IngestPolicy};
+use crate::domain::lookup::Lookup;
+use crate::domain::metrics as m;
 use crate::telemetry;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.role.ingests() || args.ingest_parallel_batches < args.database_pool_size,
+        "INGEST_PARALLEL_BATCHES ({}) must be below DATABASE_POOL_SIZE ({}): each batch in flight holds a connection, and lookups need some too",
+        args.ingest_parallel_batches,
+        args.database_pool_size
+    );
     let metrics = telemetry::install_metrics()?;
     let url = &args.database.database_url;
     let store = Arc::new(PgStore::new(pool(
@@ -30,13 +41,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
     }
-    let readiness = Arc::new(Readiness::new(false, args.role.ingests()));
+    let serves_api = args.role != Role::Ingest;
+    let cache = Arc::new(MokaCache::new(if serves_api {
+        args.cache_max_bytes
+    } else {
+        0
+    }));
+    let lookup = Arc::new(Lookup::new(store.clone(), cache.clone()));
+    let readiness = Arc::new(Readiness::new(serves_api, args.role.ingests()));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(watch_database(
         store.clone(),
         readiness.clone(),
         stop_rx.clone(),
     ));
+    tokio::spawn(report_cache(cache.clone(), stop_rx.clone()));
+    if serves_api {
+        let (lookup, readiness, n) = (lookup.clone(), readiness.clone(), args.cache_preload);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match lookup.preload(n).await {
+                    Ok(loaded) => {
+                        tracing::info!(
+                            loaded,
+                            millis = started.elapsed().as_millis() as u64,
+                            "cache preloaded"
+                        );
+                        readiness.set_cache_warmed();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache preload failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
 
     let mut ingest_task = None;
     let mut dead_letters = None;
@@ -56,7 +100,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_message_bytes: args.ingest_max_message_bytes as usize,
             consistency: args.validation_consistency,
         };
-        let ingest = Arc::new(Ingest::new(store.clone(), dlq.clone(), (), policy));
+        let ingest = Arc::new(Ingest::new(
+            store.clone(),
+            dlq.clone(),
+            cache.clone(),
+            policy,
+        ));
         let settings = ConsumerSettings {
             brokers: kafka.kafka_brokers.clone(),
             topic: kafka.kafka_topic.clone(),
@@ -65,12 +114,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             batch_linger: Duration::from_millis(args.ingest_batch_linger_ms),
             parallel_batches: usize::from(args.ingest_parallel_batches),
         };
-        anyhow::ensure!(
-            args.ingest_parallel_batches < args.database_pool_size,
-            "INGEST_PARALLEL_BATCHES ({}) must be below DATABASE_POOL_SIZE ({}): each batch in flight holds a connection, and lookups need some too",
-            args.ingest_parallel_batches,
-            args.database_pool_size
-        );
         let consumer = consumer::create(&settings)?;
         tracing::info!(topic = %settings.topic, group = %settings.group_id, dlq = %args.kafka_dlq_topic, "consuming");
         ingest_task = Some(tokio::spawn(consumer::run(
@@ -83,13 +126,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dead_letters = Some(dlq);
     }
 
-    let server = http::start(
-        args.http_addr,
-        AppState {
-            readiness: readiness.clone(),
-            metrics,
-        },
-    )?;
+    let workers = args.http_workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, |n| n.get()),
+        usize::from,
+    );
+    let server = http::start(args.http_addr, lookup, readiness.clone(), metrics, workers)?;
     tracing::info!(addr = %server.addr, role = ?args.role, "serving HTTP");
 
     let mut server_task = server.task;
@@ -101,12 +142,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     if let Some(task) = ingest_task {
-        // The batch in hand is at most a few seconds of work; past that we leave it to replay.
+        // The batches in hand are a few seconds of work at most; past that they are replayed.
         if tokio::time::timeout(Duration::from_secs(7), task)
             .await
             .is_err()
         {
-            tracing::warn!("ingest did not stop in time; its batch will be consumed again");
+            tracing::warn!("ingest did not stop in time; its batches will be consumed again");
         }
     }
     if let Some(dlq) = dead_letters {
@@ -140,5 +181,19 @@ async fn watch_database(
             }
         }
         readiness.set_database(up);
+    }
+}
+
+/// Publishes the cache's size as gauges.
+async fn report_cache(cache: Arc<MokaCache>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = every.tick() => {}
+        }
+        cache.settle().await;
+        gauge!(m::CACHE_ENTRIES).set(cache.entries() as f64);
+        gauge!(m::CACHE_BYTES).set(cache.bytes() as f64);
     }
 }

@@ -158,7 +158,7 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
     }
 
     /// Counts the outcomes and announces the stored orders. Call after [`Ingest::write`].
-    pub fn finish(&self, plan: Plan<'_>) -> BatchReport {
+    pub async fn finish(&self, plan: Plan<'_>) -> BatchReport {
         let mut report = BatchReport {
             dead_letters_sent: plan.dead_letters_sent,
             ..BatchReport::default()
@@ -172,7 +172,7 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
                 Fate::Store(i) => match outcomes.get(*i) {
                     Some(Ok(StoreOutcome::Inserted)) => {
                         report.stored += 1;
-                        self.announce.stored(&plan.orders[*i]);
+                        self.announce.stored(&plan.orders[*i]).await;
                         if let Some(produced) = message.produced_at_ms() {
                             histogram!(m::INGEST_END_TO_END)
                                 .record((now_ms - produced).max(0) as f64 / 1000.0);

@@ -102,7 +102,7 @@ fn messages(payloads: Vec<Vec<u8>>) -> Vec<InboundMessage> {
 async fn run(ingest: &Service, batch: &[InboundMessage]) -> BatchReport {
     let mut plan = ingest.plan(batch);
     while ingest.write(&mut plan).await.is_err() {}
-    ingest.finish(plan)
+    ingest.finish(plan).await
 }
 
 fn valid(generator: &mut Generator) -> Vec<u8> {

@@ -4,6 +4,7 @@
 pub mod generate;
 pub mod health;
 pub mod ingest;
+pub mod lookup;
 pub mod message;
 pub mod metrics;
 pub mod order;

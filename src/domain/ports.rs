@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use super::lookup::{LookupError, OrderView};
 use super::message::{DeadLetter, MessageId};
 use super::order::{ContentHash, OrderUid};
 use super::validate::CheckedOrder;
@@ -82,12 +83,42 @@ pub trait DeadLetterSink: Send + Sync + 'static {
 /// Where freshly stored orders are announced (the lookup cache). Infallible: a cache that
 /// misses an order only costs a database read later.
 pub trait StoredOrders: Send + Sync + 'static {
-    fn stored(&self, order: &CheckedOrder);
+    fn stored(&self, order: &CheckedOrder) -> impl Future<Output = ()> + Send;
 }
 
 /// For services without a cache (ingest-only role, tests).
 impl StoredOrders for () {
-    fn stored(&self, _: &CheckedOrder) {}
+    async fn stored(&self, _: &CheckedOrder) {}
+}
+
+/// Reading orders back.
+pub trait OrderReader: Send + Sync + 'static {
+    /// The order with this uid, if stored.
+    fn find(
+        &self,
+        uid: &OrderUid,
+    ) -> impl Future<Output = Result<Option<StoredOrder>, StoreError>> + Send;
+
+    /// The `n` most recently stored orders, newest first.
+    fn latest(&self, n: usize)
+    -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send;
+}
+
+/// The lookup cache. Infallible for reads and writes; only a load can fail.
+pub trait OrderCache: Send + Sync + 'static {
+    fn get(&self, uid: &OrderUid) -> impl Future<Output = Option<OrderView>> + Send;
+
+    /// The cached order, or the result of `load`, which runs once however many callers ask
+    /// for the same uid at the same time; a successful load is cached, a failure is not.
+    fn get_or_load<F>(
+        &self,
+        uid: &OrderUid,
+        load: F,
+    ) -> impl Future<Output = Result<OrderView, LookupError>> + Send
+    where
+        F: Future<Output = Result<OrderView, LookupError>> + Send;
+
+    fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send;
 }
 
 /// A shared port is a port: the store serves ingest and lookup from one pool.
@@ -124,7 +155,44 @@ impl<T: DeadLetterSink> DeadLetterSink for std::sync::Arc<T> {
 }
 
 impl<T: StoredOrders> StoredOrders for std::sync::Arc<T> {
-    fn stored(&self, order: &CheckedOrder) {
+    fn stored(&self, order: &CheckedOrder) -> impl Future<Output = ()> + Send {
         (**self).stored(order)
+    }
+}
+
+impl<T: OrderReader> OrderReader for std::sync::Arc<T> {
+    fn find(
+        &self,
+        uid: &OrderUid,
+    ) -> impl Future<Output = Result<Option<StoredOrder>, StoreError>> + Send {
+        (**self).find(uid)
+    }
+
+    fn latest(
+        &self,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send {
+        (**self).latest(n)
+    }
+}
+
+impl<T: OrderCache> OrderCache for std::sync::Arc<T> {
+    fn get(&self, uid: &OrderUid) -> impl Future<Output = Option<OrderView>> + Send {
+        (**self).get(uid)
+    }
+
+    fn get_or_load<F>(
+        &self,
+        uid: &OrderUid,
+        load: F,
+    ) -> impl Future<Output = Result<OrderView, LookupError>> + Send
+    where
+        F: Future<Output = Result<OrderView, LookupError>> + Send,
+    {
+        (**self).get_or_load(uid, load)
+    }
+
+    fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send {
+        (**self).put(uid, view)
     }
 }

@@ -108,17 +108,31 @@ pub async fn count(client: &Client, table: &str) -> i64 {
         .get(0)
 }
 
-/// A minimal HTTP/1.1 GET: status, headers (lower-case names) and body.
-pub async fn http_get(
-    port: u16,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// A response: status, headers (lower-case names) and body.
+pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+pub fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply
+        .1
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A minimal HTTP/1.1 GET.
+pub async fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<Reply> {
+    http(port, "GET", path, headers).await
+}
+
+/// A minimal HTTP/1.1 request without a body.
+pub async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<Reply> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }

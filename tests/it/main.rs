@@ -6,5 +6,6 @@ mod cli;
 mod helpers;
 mod ingest;
 mod kafka;
+mod lookup;
 mod migrate;
 mod proxy;

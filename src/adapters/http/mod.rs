@@ -1,43 +1,104 @@
-//! The HTTP adapter: actix-web hidden behind [`start`], which takes plain state and returns a
-//! handle to stop it.
+//! The HTTP adapter: actix-web hidden behind [`start`], which takes the lookup service and
+//! plain state, and returns a handle to stop the server.
 
+mod api;
+mod errors;
 mod ops;
+mod pages;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer, web};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use anyhow::Context;
+use futures::FutureExt;
+use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use errors::ApiError;
+
 use crate::domain::health::Readiness;
+use crate::domain::lookup::Lookup;
+use crate::domain::metrics as m;
+use crate::domain::ports::{OrderCache, OrderReader};
+
+/// Longest request path served; anything longer is answered 414 before routing.
+const MAX_PATH: usize = 512;
 
 /// What the handlers share.
-pub struct AppState {
+pub struct AppState<R, C> {
+    pub lookup: Arc<Lookup<R, C>>,
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
+    pub templates: tera::Tera,
 }
 
 /// A running server: its address (useful with port 0) and the handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
-    pub handle: ServerHandle,
+    pub handle: actix_web::dev::ServerHandle,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-pub fn start(addr: SocketAddr, state: AppState) -> anyhow::Result<Running> {
-    let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(ops::routes))
-        .workers(2)
-        .client_request_timeout(Duration::from_secs(5))
-        .keep_alive(Duration::from_secs(30))
-        // Shutdown is ours to order (stop ingest first, then drain HTTP).
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(addr)
-        .with_context(|| format!("cannot listen on {addr} (HTTP_ADDR)"))?;
+pub fn start<R: OrderReader, C: OrderCache>(
+    addr: SocketAddr,
+    lookup: Arc<Lookup<R, C>>,
+    readiness: Arc<Readiness>,
+    metrics: PrometheusHandle,
+    workers: usize,
+) -> anyhow::Result<Running> {
+    let state = web::Data::new(AppState {
+        lookup,
+        readiness,
+        metrics,
+        templates: pages::templates()?,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(
+                DefaultHeaders::new()
+                    .add((
+                        "Content-Security-Policy",
+                        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                    ))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer")),
+            )
+            .wrap_fn(observe)
+            .configure(ops::routes::<R, C>)
+            .service(
+                // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
+                web::resource("/order/{order_uid:.*}")
+                    .route(web::get().to(api::get_order::<R, C>))
+                    .route(web::head().to(api::get_order::<R, C>))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders/{order_uid:.*}")
+                    .route(web::get().to(pages::order_page::<R, C>))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(web::resource("/").route(web::get().to(pages::index::<R, C>)).default_service(web::to(method_not_allowed)))
+            .route("/static/{file}", web::get().to(pages::static_file))
+            .route("/openapi.json", web::get().to(pages::openapi))
+            .default_service(web::to(not_found::<R, C>))
+    })
+    .workers(workers)
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(Duration::from_secs(30))
+    // Shutdown is ours to order (stop ingest first, then drain HTTP).
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {addr} (HTTP_ADDR)"))?;
     let addr = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();
@@ -46,4 +107,90 @@ pub fn start(addr: SocketAddr, state: AppState) -> anyhow::Result<Running> {
         handle,
         task: tokio::spawn(server),
     })
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}
+
+/// JSON for programs, the HTML page for browsers.
+async fn not_found<R: OrderReader, C: OrderCache>(
+    req: HttpRequest,
+    state: web::Data<AppState<R, C>>,
+) -> HttpResponse {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && req.method() == Method::GET {
+        pages::message_page(
+            &state.templates,
+            actix_web::http::StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    } else {
+        ApiError::NoRoute.error_response()
+    }
+}
+
+/// Around every request: the path limit, metrics by route template and status, and one
+/// access-log line at debug level.
+fn observe<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let started = Instant::now();
+    let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());
+    let call = if path.len() > MAX_PATH {
+        Err(req.into_response(ApiError::UriTooLong.error_response()))
+    } else {
+        Ok(srv.call(req))
+    };
+    async move {
+        let response = match call {
+            Err(response) => response,
+            Ok(call) => call.await?.map_into_boxed_body(),
+        };
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let labels = [
+            ("route", route),
+            ("method", method.clone()),
+            ("status", status.to_string()),
+        ];
+        counter!(m::HTTP_REQUESTS, &labels).increment(1);
+        histogram!(m::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+        tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64, "http");
+        Ok(response)
+    }
+}
+
+/// Runs a handler's work, answering a panic with a 500 (logged) instead of a dropped
+/// connection.
+pub(crate) async fn guarded<F>(what: &'static str, work: F) -> HttpResponse
+where
+    F: Future<Output = HttpResponse>,
+{
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(handler = what, panic = %detail, "handler panicked");
+            ApiError::Internal.error_response()
+        }
+    }
 }

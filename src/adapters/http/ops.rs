@@ -1,24 +1,25 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
 use crate::domain::metrics as m;
+use crate::domain::ports::{OrderCache, OrderReader};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz).service(readyz).service(metrics);
+pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz::<R, C>))
+        .route("/metrics", web::get().to(metrics::<R, C>));
 }
 
 /// Alive: the process answers.
-#[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready: database reachable, cache preloaded, consumer running (each where it applies).
-#[get("/readyz")]
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+async fn readyz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
     let problems = state.readiness.problems();
     ::metrics::gauge!(m::READY).set(if problems.is_empty() { 1.0 } else { 0.0 });
     if problems.is_empty() {
@@ -28,8 +29,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-#[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

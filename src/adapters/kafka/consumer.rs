@@ -264,7 +264,7 @@ where
     {
         tracing::warn!(error = %e, "cannot resume partitions");
     }
-    let report = ingest.finish(plan);
+    let report = ingest.finish(plan).await;
     tracing::debug!(?report, messages = batch.len(), "batch done");
     Some(batch)
 }

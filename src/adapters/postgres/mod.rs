@@ -1,6 +1,7 @@
 //! PostgreSQL: connections, the embedded migrations, and (with ingest) the order store.
 
 pub mod migrations;
+pub mod reader;
 pub mod store;
 
 use anyhow::Context;

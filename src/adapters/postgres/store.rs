@@ -115,7 +115,7 @@ impl PgStore {
         Ok(())
     }
 
-    async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    pub(crate) async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {

@@ -1,0 +1,80 @@
+//! JSON errors with stable codes: `{"error": "<code>", "message": "<text>"}`. Internal
+//! details are logged, never returned.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::domain::lookup::LookupError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("order uid must be 1 to 64 ASCII letters and digits")]
+    InvalidUid,
+    #[error("no order with this uid")]
+    NotFound,
+    #[error("no such resource")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the request path is too long")]
+    UriTooLong,
+    #[error("the order store is unavailable, try again shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUid => "invalid_uid",
+            Self::NotFound | Self::NoRoute => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UriTooLong => "uri_too_long",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotFound => Self::NotFound,
+            LookupError::Unavailable(detail) => {
+                tracing::warn!(%detail, "lookup failed: store unavailable");
+                Self::Unavailable
+            }
+            LookupError::Internal(detail) => {
+                tracing::error!(%detail, "lookup failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidUid => StatusCode::BAD_REQUEST,
+            Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(("Cache-Control", "no-store"));
+        if matches!(self, Self::MethodNotAllowed) {
+            response.insert_header(("Allow", "GET, HEAD"));
+        }
+        if matches!(self, Self::Unavailable) {
+            response.insert_header(("Retry-After", "5"));
+        }
+        response.json(json!({"error": self.code(), "message": self.to_string()}))
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading orders back as JSON in one query: PostgreSQL assembles the nested document, we
+//! re-encode it canonically (the same bytes the content hash was taken over).
+
+use futures::TryStreamExt;
+use tokio_postgres::Row;
+
+use super::store::{PgStore, db_error, pool_error};
+use crate::domain::order::{ContentHash, Order, OrderUid};
+use crate::domain::ports::{OrderReader, StoreError, StoredOrder};
+
+const SELECT_ORDER_JSON: &str = r#"
+SELECT o.order_uid, o.content_hash, json_build_object(
+    'order_uid', o.order_uid, 'track_number', o.track_number, 'entry', o.entry,
+    'delivery', json_build_object(
+        'name', d.name, 'phone', d.phone, 'zip', d.zip, 'city', d.city,
+        'address', d.address, 'region', d.region, 'email', d.email),
+    'payment', json_build_object(
+        'transaction', p.transaction, 'request_id', p.request_id, 'currency', p.currency,
+        'provider', p.provider, 'amount', p.amount, 'payment_dt', p.payment_dt, 'bank', p.bank,
+        'delivery_cost', p.delivery_cost, 'goods_total', p.goods_total,
+        'custom_fee', p.custom_fee),
+    'items', (SELECT coalesce(json_agg(json_build_object(
+                  'chrt_id', i.chrt_id, 'track_number', i.track_number, 'price', i.price,
+                  'rid', i.rid, 'name', i.name, 'sale', i.sale, 'size', i.size,
+                  'total_price', i.total_price, 'nm_id', i.nm_id, 'brand', i.brand,
+                  'status', i.status) ORDER BY i.position), '[]')
+              FROM items i WHERE i.order_uid = o.order_uid),
+    'locale', o.locale, 'internal_signature', o.internal_signature,
+    'customer_id', o.customer_id, 'delivery_service', o.delivery_service,
+    'shardkey', o.shardkey, 'sm_id', o.sm_id, 'date_created', o.date_created,
+    'oof_shard', o.oof_shard)::text
+FROM orders o
+JOIN deliveries d USING (order_uid)
+JOIN payments p USING (order_uid)
+"#;
+
+fn stored(row: &Row) -> Result<StoredOrder, StoreError> {
+    let uid: String = row.get(0);
+    let hash: Vec<u8> = row.get(1);
+    let text: &str = row.get(2);
+    let order: Order = serde_json::from_str(text).map_err(|e| {
+        StoreError::Unknown(anyhow::anyhow!(
+            "order {uid} does not read back as an order: {e}"
+        ))
+    })?;
+    let json = order.to_json();
+    let hash = ContentHash(hash.try_into().map_err(|_| {
+        StoreError::Unknown(anyhow::anyhow!("order {uid} has a malformed content hash"))
+    })?);
+    if ContentHash::of_json(&json) != hash {
+        tracing::warn!(%uid, "stored order differs from its content hash");
+    }
+    let uid = OrderUid::parse(uid).map_err(|e| StoreError::Unknown(e.into()))?;
+    Ok(StoredOrder { uid, json, hash })
+}
+
+impl OrderReader for PgStore {
+    async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
+        self.timed("find", async {
+            let client = self.pool().get().await.map_err(pool_error)?;
+            let sql = format!("{SELECT_ORDER_JSON} WHERE o.order_uid = $1");
+            let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+            let row = client
+                .query_opt(&statement, &[&uid.as_str()])
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(stored).transpose()
+        })
+        .await
+    }
+
+    async fn latest(&self, n: usize) -> Result<Vec<StoredOrder>, StoreError> {
+        self.timed("latest", async {
+            let client = self.pool().get().await.map_err(pool_error)?;
+            let sql = format!("{SELECT_ORDER_JSON} ORDER BY o.ingested_at DESC LIMIT $1");
+            let limit = i64::try_from(n).unwrap_or(i64::MAX);
+            let rows = client.query_raw(&sql, [limit]).await.map_err(db_error)?;
+            futures::pin_mut!(rows);
+            let mut out = Vec::with_capacity(n.min(1 << 20));
+            while let Some(row) = rows.try_next().await.map_err(db_error)? {
+                out.push(stored(&row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

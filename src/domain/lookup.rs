@@ -1,0 +1,100 @@
+//! Use case: uid -> order, from the cache, else from the store (then cached).
+
+use bytes::Bytes;
+use metrics::counter;
+
+use super::metrics as m;
+use super::order::{ContentHash, OrderUid};
+use super::ports::{OrderCache, OrderReader, StoreError, StoredOrder};
+
+/// An order ready to serve: its canonical JSON (written as is, never re-encoded) and its
+/// entity tag (the content hash; orders never change, so neither does the tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub json: Bytes,
+    pub etag: String,
+}
+
+impl OrderView {
+    pub fn new(json: Bytes, hash: &ContentHash) -> Self {
+        Self {
+            json,
+            etag: hash.to_hex(),
+        }
+    }
+}
+
+impl From<StoredOrder> for OrderView {
+    fn from(s: StoredOrder) -> Self {
+        Self::new(Bytes::from(s.json), &s.hash)
+    }
+}
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Store,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
+    #[error("no order with this uid")]
+    NotFound,
+    /// The store cannot be reached and the cache does not hold the order.
+    #[error("the order store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("lookup failed: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for LookupError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(format!("{e:#}")),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+pub struct Lookup<R, C> {
+    reader: R,
+    cache: C,
+}
+
+impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
+    pub fn new(reader: R, cache: C) -> Self {
+        Self { reader, cache }
+    }
+
+    /// The order, from the cache when it holds it; otherwise one store query, shared by every
+    /// concurrent request for the same uid, whose answer is then cached.
+    pub async fn get(&self, uid: &OrderUid) -> Result<(OrderView, Source), LookupError> {
+        if let Some(view) = self.cache.get(uid).await {
+            counter!(m::CACHE_REQUESTS, "result" => "hit").increment(1);
+            return Ok((view, Source::Cache));
+        }
+        counter!(m::CACHE_REQUESTS, "result" => "miss").increment(1);
+        let load = async {
+            match self.reader.find(uid).await? {
+                Some(stored) => Ok(OrderView::from(stored)),
+                None => Err(LookupError::NotFound),
+            }
+        };
+        let view = self.cache.get_or_load(uid, load).await?;
+        Ok((view, Source::Store))
+    }
+
+    /// Fills the cache with the newest `n` orders, inserting the oldest first so that the
+    /// newest are the last to be evicted. Returns how many were loaded.
+    pub async fn preload(&self, n: usize) -> Result<usize, StoreError> {
+        let mut latest = self.reader.latest(n).await?;
+        let count = latest.len();
+        latest.reverse();
+        for stored in latest {
+            let uid = stored.uid.clone();
+            self.cache.put(uid, OrderView::from(stored)).await;
+        }
+        Ok(count)
+    }
+}

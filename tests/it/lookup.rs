@@ -1,0 +1,348 @@
+//! The HTTP half of `serve`: the JSON API, the cache, the pages, OpenAPI.
+
+use std::collections::HashSet;
+
+use order_svc::domain::generate::{GenerateOptions, Generator};
+use serde_json::Value;
+
+use crate::helpers::{
+    Reply, Serve, TestDb, count, header, http, http_get, order_svc, run, wait_for,
+};
+use crate::kafka::{TestTopic, producer, send_all};
+
+const CANONICAL: &str = include_str!("../data/model.json");
+
+/// Orders of a test's own, stored through ingest (a `serve --role ingest` that is stopped
+/// again): the database, and the JSON of each stored order.
+struct Stored {
+    db: TestDb,
+    topic: TestTopic,
+    orders: Vec<Value>,
+}
+
+impl Stored {
+    async fn new(extra: Vec<Value>) -> Self {
+        let db = TestDb::unique();
+        let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+        assert!(out.status.success(), "{stderr}");
+        let topic = TestTopic::create().await;
+        let mut generator = Generator::new(GenerateOptions {
+            seed: 31,
+            ..GenerateOptions::default()
+        });
+        let mut orders: Vec<Value> = (0..20)
+            .map(|_| serde_json::to_value(generator.valid_order()).unwrap())
+            .collect();
+        orders.push(serde_json::from_str(CANONICAL).unwrap());
+        orders.extend(extra);
+        let messages: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                (
+                    o["order_uid"].as_str().map(str::to_owned),
+                    serde_json::to_vec(o).unwrap(),
+                )
+            })
+            .collect();
+        send_all(&producer(), &topic.name, &messages).await;
+        let mut env = topic.serve_env(&db.url, "ingest");
+        env.push(("SERVE_ROLE", "ingest".into()));
+        let ingest = Serve::start(&env);
+        let client = db.client().await;
+        wait_for(60, "orders stored", || async {
+            (count(&client, "orders").await == orders.len() as i64).then_some(())
+        })
+        .await;
+        drop(ingest);
+        Self { db, topic, orders }
+    }
+
+    fn api(&self, extra: &[(&'static str, &str)]) -> Serve {
+        let mut env = self.topic.serve_env(&self.db.url, "api");
+        env.push(("SERVE_ROLE", "api".into()));
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Serve::start(&env)
+    }
+
+    fn uid(&self, i: usize) -> &str {
+        self.orders[i]["order_uid"].as_str().unwrap()
+    }
+}
+
+async fn get(serve: &Serve, path: &str) -> Reply {
+    http_get(serve.http_port, path, &[])
+        .await
+        .expect("the server answers")
+}
+
+fn json(reply: &Reply) -> Value {
+    serde_json::from_slice(&reply.2)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&reply.2)))
+}
+
+fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.0, status, "{}", String::from_utf8_lossy(&reply.2));
+    assert_eq!(header(reply, "content-type"), Some("application/json"));
+    let body = json(reply);
+    assert_eq!(body["error"], code);
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn an_uncached_order_is_a_miss_then_a_hit_and_equals_what_arrived() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[("CACHE_PRELOAD", "0")]);
+    serve.wait_ready().await;
+    let canonical = stored.orders.len() - 1;
+    let first = get(&serve, &format!("/order/{}", stored.uid(canonical))).await;
+    assert_eq!(first.0, 200);
+    assert_eq!(header(&first, "x-cache"), Some("miss"));
+    assert_eq!(
+        json(&first),
+        serde_json::from_str::<Value>(CANONICAL).unwrap(),
+        "the canonical order comes back equal"
+    );
+    let second = get(&serve, &format!("/order/{}", stored.uid(canonical))).await;
+    assert_eq!(header(&second, "x-cache"), Some("hit"));
+    assert_eq!(second.2, first.2, "a hit writes the same bytes");
+    assert!(header(&second, "cache-control").is_some_and(|v| v.contains("max-age")));
+    assert!(serve.metric("cache_requests_total{result=\"hit\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn after_a_restart_the_preload_makes_the_first_lookup_a_hit() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    for i in [0, 5, stored.orders.len() - 1] {
+        let reply = get(&serve, &format!("/order/{}", stored.uid(i))).await;
+        assert_eq!(
+            (reply.0, header(&reply, "x-cache")),
+            (200, Some("hit")),
+            "order {i}"
+        );
+        assert_eq!(json(&reply), stored.orders[i]);
+    }
+    assert!(
+        serve.logs().contains("cache preloaded"),
+        "the preload is reported in the log"
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_uids_get_json_errors() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    assert_error(&get(&serve, "/order/nosuchorder1").await, 404, "not_found");
+    let too_long = format!("/order/{}", "a".repeat(65));
+    for path in [
+        "/order/not-alnum",
+        "/order/",
+        "/order/%C3%A9t%C3%A9",
+        too_long.as_str(),
+        "/order/a/b",
+    ] {
+        assert_error(&get(&serve, path).await, 400, "invalid_uid");
+    }
+    assert_eq!(
+        get(&serve, &format!("/order/{}", "a".repeat(64))).await.0,
+        404,
+        "64 characters is a valid uid"
+    );
+    assert_error(&get(&serve, "/no/such/route").await, 404, "not_found");
+    let long_path = format!("/{}", "x".repeat(600));
+    assert_error(&get(&serve, &long_path).await, 414, "uri_too_long");
+}
+
+#[tokio::test]
+async fn a_matching_etag_gets_304_and_a_wrong_method_gets_405() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    let path = format!("/order/{}", stored.uid(3));
+    let first = get(&serve, &path).await;
+    let etag = header(&first, "etag").expect("an ETag").to_owned();
+    let again = http_get(serve.http_port, &path, &[("If-None-Match", &etag)])
+        .await
+        .unwrap();
+    assert_eq!(again.0, 304);
+    assert!(again.2.is_empty());
+    let other = http_get(serve.http_port, &path, &[("If-None-Match", "\"0000\"")])
+        .await
+        .unwrap();
+    assert_eq!(other.0, 200);
+
+    let post = http(serve.http_port, "POST", &path, &[]).await.unwrap();
+    assert_error(&post, 405, "method_not_allowed");
+    assert_eq!(header(&post, "allow"), Some("GET, HEAD"));
+    assert_eq!(
+        http(serve.http_port, "DELETE", "/", &[]).await.unwrap().0,
+        405
+    );
+}
+
+#[tokio::test]
+async fn with_postgres_down_a_cached_order_is_200_and_an_uncached_one_is_503() {
+    let stored = Stored::new(vec![]).await;
+    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = stored
+        .db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let mut env = stored.topic.serve_env(&url, "api");
+    env.extend([
+        ("SERVE_ROLE", "api".to_owned()),
+        ("CACHE_PRELOAD", "0".to_owned()),
+    ]);
+    let serve = Serve::start(&env);
+    serve.wait_ready().await;
+    assert_eq!(
+        get(&serve, &format!("/order/{}", stored.uid(0))).await.0,
+        200
+    );
+
+    proxy.cut();
+    wait_for(15, "readiness to turn false", || async {
+        (serve.status("/readyz").await == Some(503)).then_some(())
+    })
+    .await;
+    let cached = get(&serve, &format!("/order/{}", stored.uid(0))).await;
+    assert_eq!((cached.0, header(&cached, "x-cache")), (200, Some("hit")));
+    assert_error(
+        &get(&serve, &format!("/order/{}", stored.uid(1))).await,
+        503,
+        "unavailable",
+    );
+    proxy.restore();
+    serve.wait_ready().await;
+    assert_eq!(
+        get(&serve, &format!("/order/{}", stored.uid(1))).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn hostile_field_values_are_shown_as_text_on_the_server_rendered_page() {
+    let mut hostile: Value = serde_json::from_str(CANONICAL).unwrap();
+    hostile["order_uid"] = "hostile1".into();
+    hostile["delivery"]["name"] = "<script>alert(1)</script>".into();
+    hostile["items"][0]["brand"] = "\"><img src=x onerror=alert(2)>".into();
+    let stored = Stored::new(vec![hostile]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    let page = get(&serve, "/orders/hostile1").await;
+    assert_eq!(page.0, 200);
+    let html = String::from_utf8(page.2.clone()).unwrap();
+    assert!(
+        !html.contains("<script>alert(1)"),
+        "the name must not become markup"
+    );
+    assert!(
+        !html.contains("<img src=x"),
+        "the brand must not become markup"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+        "the name is shown escaped"
+    );
+    assert!(
+        html.contains("Kiryat Mozkin") && html.contains("1,817 USD"),
+        "the order's fields are on the page"
+    );
+    let csp = header(&page, "content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert_eq!(get(&serve, "/orders/nosuchorder").await.0, 404);
+    assert_eq!(get(&serve, "/orders/bad-uid").await.0, 400);
+}
+
+/// The described API against the real answers: every schema the document gives for a
+/// response is checked on a response of that status.
+#[tokio::test]
+async fn openapi_describes_the_real_responses() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    let spec = json(&get(&serve, "/openapi.json").await);
+    let order_path = &spec["paths"]["/order/{order_uid}"]["get"]["responses"];
+    let cases = [
+        ("200", format!("/order/{}", stored.uid(2))),
+        ("400", "/order/not-alnum".to_owned()),
+        ("404", "/order/nosuchorder".to_owned()),
+    ];
+    for (status, path) in &cases {
+        let reply = get(&serve, path).await;
+        assert_eq!(reply.0.to_string(), *status, "{path}");
+        let schema = &order_path[status]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "status {status} is described");
+        conforms(&spec, schema, &json(&reply), path);
+    }
+    for (path, status) in [("/healthz", "200"), ("/readyz", "200")] {
+        let reply = get(&serve, path).await;
+        let schema = &spec["paths"][path]["get"]["responses"][status]["content"]["application/json"]
+            ["schema"];
+        conforms(&spec, schema, &json(&reply), path);
+    }
+    let documented: HashSet<&str> = order_path
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for status in ["200", "304", "400", "404", "405", "503"] {
+        assert!(
+            documented.contains(status),
+            "status {status} of /order/{{order_uid}} is documented"
+        );
+    }
+}
+
+/// A small JSON-schema check: `$ref`, `type`, `required`, `properties`,
+/// `additionalProperties: false`, `items`, `enum`.
+fn conforms(spec: &Value, schema: &Value, value: &Value, at: &str) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return conforms(spec, &spec["components"]["schemas"][name], value, at);
+    }
+    let ok = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64(),
+        Some(other) => panic!("unexpected type {other} in the schema"),
+        None => true,
+    };
+    assert!(ok, "{at}: {value} is not of type {}", schema["type"]);
+    if let Some(allowed) = schema["enum"].as_array() {
+        assert!(
+            allowed.contains(value),
+            "{at}: {value} is not one of {allowed:?}"
+        );
+    }
+    if let Some(object) = value.as_object() {
+        let properties = schema["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                object.contains_key(required.as_str().unwrap()),
+                "{at}: {required} is missing"
+            );
+        }
+        for (key, v) in object {
+            match properties.get(key) {
+                Some(s) => conforms(spec, s, v, &format!("{at}.{key}")),
+                None => assert!(
+                    schema["additionalProperties"] != Value::Bool(false),
+                    "{at}: {key} is not described"
+                ),
+            }
+        }
+    }
+    if let Some(array) = value.as_array() {
+        for (i, v) in array.iter().enumerate() {
+            conforms(spec, &schema["items"], v, &format!("{at}[{i}]"));
+        }
+    }
+}
