@@ -10,18 +10,18 @@ use crate::helpers::{
 };
 use crate::kafka::{TestTopic, producer, send_all};
 
-const CANONICAL: &str = include_str!("../data/model.json");
+pub const CANONICAL: &str = include_str!("../data/model.json");
 
 /// Orders of a test's own, stored through ingest (a `serve --role ingest` that is stopped
 /// again): the database, and the JSON of each stored order.
-struct Stored {
-    db: TestDb,
-    topic: TestTopic,
-    orders: Vec<Value>,
+pub struct Stored {
+    pub db: TestDb,
+    pub topic: TestTopic,
+    pub orders: Vec<Value>,
 }
 
 impl Stored {
-    async fn new(extra: Vec<Value>) -> Self {
+    pub async fn new(extra: Vec<Value>) -> Self {
         let db = TestDb::unique();
         let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
         assert!(out.status.success(), "{stderr}");
@@ -57,14 +57,14 @@ impl Stored {
         Self { db, topic, orders }
     }
 
-    fn api(&self, extra: &[(&'static str, &str)]) -> Serve {
+    pub fn api(&self, extra: &[(&'static str, &str)]) -> Serve {
         let mut env = self.topic.serve_env(&self.db.url, "api");
         env.push(("SERVE_ROLE", "api".into()));
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         Serve::start(&env)
     }
 
-    fn uid(&self, i: usize) -> &str {
+    pub fn uid(&self, i: usize) -> &str {
         self.orders[i]["order_uid"].as_str().unwrap()
     }
 }

@@ -9,3 +9,4 @@ mod kafka;
 mod lookup;
 mod migrate;
 mod proxy;
+mod ui;
