@@ -56,3 +56,8 @@ generate *ARGS:
 [group('measure')]
 bench-ingest: test-services
     cargo bench --bench ingest
+
+# Lookups over HTTP with 100 000 orders cached, fixed rate and max; baseline: a fixed body.
+[group('measure')]
+bench-http: test-services
+    cargo bench --bench http

@@ -197,6 +197,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HTTP_WORKERS", value_name = "HTTP_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
+
+    /// For `just bench-http` only: serve a fixed body of this many bytes at /__bench/fixed,
+    /// the baseline the order lookups are measured against.
+    #[arg(
+        long,
+        env = "HTTP_BENCH_FIXED_BYTES",
+        value_name = "HTTP_BENCH_FIXED_BYTES",
+        hide = true
+    )]
+    pub http_bench_fixed_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -130,7 +130,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         usize::from,
     );
-    let server = http::start(args.http_addr, lookup, readiness.clone(), metrics, workers)?;
+    let bench_fixed = args
+        .http_bench_fixed_bytes
+        .map(|n| bytes::Bytes::from(vec![b'x'; n]));
+    let server = http::start(
+        args.http_addr,
+        lookup,
+        readiness.clone(),
+        metrics,
+        workers,
+        bench_fixed,
+    )?;
     tracing::info!(addr = %server.addr, role = ?args.role, "serving HTTP");
 
     let mut server_task = server.task;

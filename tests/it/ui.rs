@@ -33,10 +33,16 @@ async fn browser() -> (Driver, Client) {
         .expect("chromedriver runs (apt-get install chromium chromium-driver)");
     let driver = Driver { child, port };
     wait_for(20, "chromedriver to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", driver.port)).await.ok().map(|_| ())
+        tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await;
-    let profile = std::env::temp_dir().join(format!("order-svc-chromium-{}", uuid::Uuid::new_v4().simple()));
+    let profile = std::env::temp_dir().join(format!(
+        "order-svc-chromium-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -61,7 +67,13 @@ async fn search(client: &Client, uid: &str) {
     let input = client.find(Locator::Css("#uid")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(uid).await.unwrap();
-    client.find(Locator::Css("form.search button")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn main_text(client: &Client, ready: &str) -> String {
@@ -71,7 +83,13 @@ async fn main_text(client: &Client, ready: &str) -> String {
         .for_element(Locator::Css(ready))
         .await
         .unwrap_or_else(|e| panic!("{ready} never appeared: {e}"));
-    client.find(Locator::Css("main")).await.unwrap().text().await.unwrap()
+    client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -89,33 +107,66 @@ async fn a_person_searches_a_uid_and_reads_the_order() {
     client.goto(&format!("{base}/")).await.unwrap();
     search(&client, "b563feb7b2b84b6test").await;
     let text = main_text(&client, "article.order").await;
-    for field in ["b563feb7b2b84b6test", "WBILMTESTTRACK", "Test Testov", "+9720000000", "Kiryat Mozkin", "Mascaras", "Vivienne Sabo", "30%", "wbpay"] {
+    for field in [
+        "b563feb7b2b84b6test",
+        "WBILMTESTTRACK",
+        "Test Testov",
+        "+9720000000",
+        "Kiryat Mozkin",
+        "Mascaras",
+        "Vivienne Sabo",
+        "30%",
+        "wbpay",
+    ] {
         assert!(text.contains(field), "{field} is not on the page:\n{text}");
     }
-    assert!(text.contains("1,817.00"), "the amount is formatted as money:\n{text}");
+    assert!(
+        text.contains("1,817.00"),
+        "the amount is formatted as money:\n{text}"
+    );
     let url = client.current_url().await.unwrap();
-    assert!(url.as_str().ends_with("/?uid=b563feb7b2b84b6test"), "the uid goes into the address: {url}");
+    assert!(
+        url.as_str().ends_with("/?uid=b563feb7b2b84b6test"),
+        "the uid goes into the address: {url}"
+    );
     let png = client.screenshot().await.unwrap();
     let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-order.png");
     std::fs::write(&artifact, &png).unwrap();
     println!("screenshot: {}", artifact.display());
 
     // A shared link shows the order on load.
-    client.goto(&format!("{base}/?uid=b563feb7b2b84b6test")).await.unwrap();
-    assert!(main_text(&client, "article.order").await.contains("Test Testov"));
+    client
+        .goto(&format!("{base}/?uid=b563feb7b2b84b6test"))
+        .await
+        .unwrap();
+    assert!(
+        main_text(&client, "article.order")
+            .await
+            .contains("Test Testov")
+    );
 
     search(&client, "nosuchorder42").await;
     let text = main_text(&client, ".notice").await;
     assert!(text.contains("Not found"), "{text}");
     search(&client, "bad-uid").await;
-    assert!(main_text(&client, ".notice.error").await.contains("Invalid uid"));
+    assert!(
+        main_text(&client, ".notice.error")
+            .await
+            .contains("Invalid uid")
+    );
 
     // Hostile values arrive as text, and nothing in them runs.
     search(&client, "hostile2").await;
     let text = main_text(&client, "article.order").await;
     assert!(text.contains("<script>alert(1)</script>"), "{text}");
-    assert!(text.contains("<img src=x onerror=\"window.pwned=1\">"), "{text}");
-    let pwned = client.execute("return window.pwned === undefined", vec![]).await.unwrap();
+    assert!(
+        text.contains("<img src=x onerror=\"window.pwned=1\">"),
+        "{text}"
+    );
+    let pwned = client
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
     assert_eq!(pwned, Value::Bool(true), "no script from the order ran");
     assert!(client.get_alert_text().await.is_err(), "no alert is open");
     client.close().await.unwrap();

@@ -52,6 +52,7 @@ pub fn start<R: OrderReader, C: OrderCache>(
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
     workers: usize,
+    bench_fixed: Option<bytes::Bytes>,
 ) -> anyhow::Result<Running> {
     let state = web::Data::new(AppState {
         lookup,
@@ -60,7 +61,8 @@ pub fn start<R: OrderReader, C: OrderCache>(
         templates: pages::templates()?,
     });
     let server = HttpServer::new(move || {
-        App::new()
+        let fixed = bench_fixed.clone();
+        let app = App::new()
             .app_data(state.clone())
             .wrap(
                 DefaultHeaders::new()
@@ -88,7 +90,19 @@ pub fn start<R: OrderReader, C: OrderCache>(
             .service(web::resource("/").route(web::get().to(pages::index::<R, C>)).default_service(web::to(method_not_allowed)))
             .route("/static/{file}", web::get().to(pages::static_file))
             .route("/openapi.json", web::get().to(pages::openapi))
-            .default_service(web::to(not_found::<R, C>))
+            .default_service(web::to(not_found::<R, C>));
+        // The benchmark's baseline: the same server, a body of the same size, no lookup.
+        app.configure(move |cfg| {
+            if let Some(body) = fixed {
+                cfg.route(
+                    "/__bench/fixed",
+                    web::get().to(move || {
+                        let body = body.clone();
+                        async move { HttpResponse::Ok().content_type("application/json").body(body) }
+                    }),
+                );
+            }
+        })
     })
     .workers(workers)
     .client_request_timeout(Duration::from_secs(5))
