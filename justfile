@@ -15,7 +15,7 @@ default:
 # Run every test against a real PostgreSQL and a real broker, starting them when needed.
 [group('develop')]
 test *ARGS: test-services
-    cargo test --all-targets {{ ARGS }}
+    cargo test --lib --bins --tests {{ ARGS }}
 
 # fmt --check and clippy with warnings as errors.
 [group('develop')]
@@ -61,3 +61,53 @@ bench-ingest: test-services
 [group('measure')]
 bench-http: test-services
     cargo bench --bench http
+
+# --- the whole stack -----------------------------------------------------------------------
+
+# Start everything: compose where a Docker engine answers, local processes otherwise
+# (`just up local` / `just up compose` to choose). A second `just up` changes nothing.
+[group('stack')]
+up MODE="auto":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mode="{{ MODE }}"
+    if [ "$mode" = auto ]; then
+      if command -v docker >/dev/null && docker info >/dev/null 2>&1; then mode=compose; else mode=local; fi
+    fi
+    case "$mode" in
+      local) scripts/stack.sh up ;;
+      compose)
+        docker compose -f deploy/compose.yaml up -d --build --wait
+        echo "order-svc: http://127.0.0.1:8080/  Grafana: http://127.0.0.1:3000/  Prometheus: http://127.0.0.1:9090/"
+        ;;
+      *) echo "just up [auto|local|compose]" >&2; exit 2 ;;
+    esac
+
+# Stop what `just up` started; `just down --purge` also deletes its data.
+[group('stack')]
+down *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1 && docker compose -f deploy/compose.yaml ps -q 2>/dev/null | grep -q .; then
+      if [ "{{ ARGS }}" = "--purge" ]; then docker compose -f deploy/compose.yaml down -v; else docker compose -f deploy/compose.yaml down; fi
+    fi
+    scripts/stack.sh down {{ ARGS }}
+
+# Stop everything and delete the stack's data.
+[group('stack')]
+purge: (down "--purge")
+
+# Follow the stack's logs.
+[group('stack')]
+logs:
+    scripts/stack.sh logs
+
+# What of the local stack is running.
+[group('stack')]
+status:
+    scripts/stack.sh status
+
+# Start the local stack, find a produced order through the API, stop: what a newcomer does.
+[group('stack')]
+smoke:
+    scripts/smoke.sh

@@ -118,6 +118,38 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
     );
     describe_gauge!(m::READY, "1 when /readyz answers ready, else 0.");
 
+    // Every series of a bounded label set exists from the start at zero, so that rates and
+    // dashboards work before the first event of each kind.
+    use crate::domain::message::CONFLICT;
+    use crate::domain::validate::RejectReason;
+    for outcome in ["stored", "duplicate", "conflict", "rejected"] {
+        metrics::counter!(m::ORDERS_INGESTED, "outcome" => outcome).absolute(0);
+    }
+    for reason in RejectReason::ALL
+        .map(RejectReason::code)
+        .into_iter()
+        .chain([CONFLICT])
+    {
+        metrics::counter!(m::DEAD_LETTERS, "reason" => reason).absolute(0);
+    }
+    for op in [
+        "store_batch",
+        "dead_lettered",
+        "record_dead_letters",
+        "find",
+        "latest",
+    ] {
+        for kind in ["unavailable", "refused", "unknown"] {
+            metrics::counter!(m::DB_ERRORS, "op" => op, "kind" => kind).absolute(0);
+        }
+    }
+    for result in ["hit", "miss"] {
+        metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
+    }
+    metrics::counter!(m::INGEST_RETRIES).absolute(0);
+    metrics::counter!(m::CONSISTENCY_WARNINGS).absolute(0);
+    metrics::gauge!(m::READY).set(0.0);
+
     // The recorder needs periodic upkeep to drain histogram buffers.
     let upkeep = handle.clone();
     tokio::spawn(async move {

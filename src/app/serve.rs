@@ -191,6 +191,11 @@ async fn watch_database(
             }
         }
         readiness.set_database(up);
+        gauge!(m::READY).set(if readiness.problems().is_empty() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 

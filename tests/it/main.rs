@@ -3,6 +3,7 @@
 //! starts the services; TEST_DATABASE_URL and TEST_KAFKA_BROKERS say where they are.
 
 mod cli;
+mod deploy;
 mod helpers;
 mod ingest;
 mod kafka;

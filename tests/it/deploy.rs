@@ -1,0 +1,176 @@
+//! deploy/: every metric the Grafana dashboard and the Prometheus rules query is one that
+//! `serve` really exports.
+
+use std::collections::HashSet;
+
+use crate::helpers::{Serve, TestDb, http_get, order_svc, run, wait_for};
+use crate::kafka::{TestTopic, brokers};
+
+const DASHBOARD: &str = include_str!("../../deploy/grafana/dashboards/order-svc.json");
+const RULES: &str = include_str!("../../deploy/prometheus/rules.yml");
+
+/// PromQL words that are not metric names.
+const PROMQL: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "histogram_quantile",
+    "clamp_min",
+    "clamp_max",
+    "and",
+    "or",
+    "unless",
+    "le",
+    "bool",
+    "offset",
+    "e",
+];
+
+/// The metric names a PromQL expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut cleaned = String::new();
+    let mut depth = 0;
+    // Drop label matchers `{...}` and ranges `[...]`: what is left names metrics and functions.
+    for c in expr.chars() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            _ if depth == 0 => cleaned.push(c),
+            _ => {}
+        }
+    }
+    // Drop the label lists of `by (...)` / `without (...)`.
+    let mut words: Vec<String> = Vec::new();
+    let mut skip_group = false;
+    for token in cleaned.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '(' || c == ')')
+    }) {
+        for part in token.split_inclusive(['(', ')']) {
+            let word = part.trim_matches(['(', ')']);
+            if skip_group {
+                if part.ends_with(')') {
+                    skip_group = false;
+                }
+                continue;
+            }
+            if word == "by" || word == "without" {
+                skip_group = !part.ends_with(')');
+                continue;
+            }
+            if !word.is_empty()
+                && !word.chars().next().unwrap().is_ascii_digit()
+                && !PROMQL.contains(&word)
+            {
+                words.push(word.to_owned());
+            }
+        }
+    }
+    words
+}
+
+#[tokio::test]
+async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
+    let db = TestDb::unique();
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+    assert!(out.status.success(), "{stderr}");
+    let topic = TestTopic::create().await;
+    let serve = Serve::start(&topic.serve_env(&db.url, "dash"));
+    serve.wait_ready().await;
+    // Traffic of every kind, so that every histogram has observations.
+    let (out, _, stderr) = run(order_svc()
+        .args([
+            "produce",
+            "--count",
+            "60",
+            "--rps",
+            "1000",
+            "--invalid-rate",
+            "0.3",
+            "--seed",
+            "4",
+        ])
+        .env("KAFKA_BROKERS", brokers())
+        .env("KAFKA_TOPIC", &topic.name));
+    assert!(out.status.success(), "{stderr}");
+    http_get(serve.http_port, "/order/nosuchorder", &[])
+        .await
+        .unwrap();
+    let exported: HashSet<String> = wait_for(30, "every metric to be exported", || async {
+        let (_, _, body) = http_get(serve.http_port, "/metrics", &[]).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let names: HashSet<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+            .collect();
+        let ready = [
+            "kafka_consumer_lag_messages",
+            "ingest_end_to_end_seconds_bucket",
+            "http_request_duration_seconds_bucket",
+        ]
+        .iter()
+        .all(|n| names.contains(*n));
+        ready.then_some(names)
+    })
+    .await;
+
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+    let mut exprs: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(exprs.len() >= 15, "the dashboard has its panels");
+    exprs.extend(
+        RULES
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr:"))
+            .map(|e| e.trim().to_owned()),
+    );
+    let mut queried = HashSet::new();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(&name),
+                "`{name}` (in `{expr}`) is not exported by serve"
+            );
+            queried.insert(name);
+        }
+    }
+    for must in [
+        "orders_ingested_total",
+        "dead_letters_total",
+        "kafka_consumer_lag_messages",
+        "cache_entries",
+        "cache_bytes",
+        "db_errors_total",
+    ] {
+        assert!(queried.contains(must), "the dashboard shows {must}");
+    }
+}
+
+#[test]
+fn metric_names_are_read_out_of_promql() {
+    assert_eq!(
+        metric_names(
+            "histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{a=\"b\"}[1m])))"
+        ),
+        vec!["http_request_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        metric_names(
+            "sum(rate(x_total{result=\"hit\"}[5m])) / clamp_min(sum(rate(y_total[5m])), 1e-9)"
+        ),
+        vec!["x_total", "y_total"]
+    );
+}
