@@ -197,6 +197,11 @@ pub fn decode(raw: &[u8], max_bytes: usize) -> Result<Order, Rejection> {
             format!("message is not UTF-8 (invalid byte at {})", e.valid_up_to()),
         ));
     }
+    // The fast path decodes without tracking where it is; only a failure is decoded again
+    // with paths, to say which field is wrong.
+    if let Ok(order) = serde_json::from_slice::<Order>(raw) {
+        return Ok(order);
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     let order: Order =
         serde_path_to_error::deserialize(&mut de).map_err(|e| schema_or_syntax(raw, e))?;
