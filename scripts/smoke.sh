@@ -8,13 +8,7 @@ export STACK_DATA=.data/smoke STACK_PG_PORT=55433 STACK_KAFKA_PORT=19093 STACK_H
        STACK_PROMETHEUS_PORT=19091 STACK_RPS=20
 trap 'scripts/stack.sh down --purge' EXIT
 scripts/stack.sh up
-uid=""
-for _ in $(seq 1 60); do
-  uid=$(psql -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres -d orders -Atc \
-    "SELECT order_uid FROM orders ORDER BY ingested_at DESC LIMIT 1" 2>/dev/null || true)
-  [ -n "$uid" ] && break
-  sleep 0.5
-done
+uid=$(scripts/stack.sh latest-uid 60)
 [ -n "$uid" ] || { echo "smoke: no order was stored" >&2; exit 1; }
 body=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/order/$uid")
 echo "$body" | python3 -c "import json,sys; o=json.load(sys.stdin); assert o['order_uid']=='$uid', o; print('smoke: found order', o['order_uid'], 'with', len(o['items']), 'items')"

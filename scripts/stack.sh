@@ -4,7 +4,7 @@
 # `produce --rps 5` with 10% invalid orders, and Prometheus when it is installed.
 # Everything lives under .data/ (ignored by git); process ids in .data/pids.
 #
-#   scripts/stack.sh up | down [--purge] | status | logs
+#   scripts/stack.sh up | down [--purge] | status | logs | latest-uid [TRIES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,14 +93,21 @@ up() {
   die "serve did not become ready in 60 s (logs: $DATA/logs/serve.log)"
 }
 
-urls() {
+# The uid of the newest stored order, waiting up to $1 half-seconds for one.
+latest_uid() {
   local uid=""
-  for _ in $(seq 1 20); do
+  for _ in $(seq 1 "${1:-20}"); do
     uid=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d orders -Atc \
       "SELECT order_uid FROM orders ORDER BY ingested_at DESC LIMIT 1" 2>/dev/null || true)
     [ -n "$uid" ] && break
     sleep 0.5
   done
+  echo "$uid"
+}
+
+urls() {
+  local uid
+  uid=$(latest_uid 20)
   cat <<TXT
 
 order-svc is running.
@@ -145,6 +152,7 @@ case "${1:-}" in
   up) up ;;
   down) down "${2:-}" ;;
   status) status ;;
+  latest-uid) latest_uid "${2:-20}" ;;
   logs) mkdir -p "$DATA/logs"; exec tail -n 50 -F "$DATA"/logs/*.log "$DATA"/tansu/tansu.log ;;
   *) die "usage: stack.sh up | down [--purge] | status | logs" ;;
 esac

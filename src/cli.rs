@@ -154,15 +154,8 @@ pub struct ServeArgs {
     )]
     pub validation_consistency: Consistency,
 
-    /// Messages larger than this many bytes are rejected as `too_large`.
-    #[arg(
-        long,
-        env = "INGEST_MAX_MESSAGE_BYTES",
-        value_name = "INGEST_MAX_MESSAGE_BYTES",
-        default_value_t = 1024 * 1024,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub ingest_max_message_bytes: u32,
+    #[command(flatten)]
+    pub limit: MessageLimitArgs,
 
     /// Most messages written in one batch (one database statement).
     #[arg(long, env = "INGEST_BATCH_MAX", value_name = "INGEST_BATCH_MAX", default_value_t = 1000,
@@ -251,7 +244,15 @@ pub struct GeneratorArgs {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_items: u16,
 
-    /// The ingest size limit that `oversized` orders must exceed.
+    #[command(flatten)]
+    pub limit: MessageLimitArgs,
+}
+
+/// The size limit of one message: what ingest rejects as `too_large`, and what generated
+/// `oversized` orders exceed.
+#[derive(Debug, Clone, Args)]
+pub struct MessageLimitArgs {
+    /// Messages larger than this many bytes are rejected as `too_large`.
     #[arg(
         long,
         env = "INGEST_MAX_MESSAGE_BYTES",

@@ -122,7 +122,7 @@ impl GeneratorArgs {
             invalid_rate: self.invalid_rate,
             min_items: usize::from(self.min_items),
             max_items: usize::from(self.max_items),
-            max_message_bytes: self.max_message_bytes as usize,
+            max_message_bytes: self.limit.max_message_bytes as usize,
             allow_raw,
         })
     }

@@ -92,7 +92,11 @@ mod tests {
     fn stored(i: usize) -> StoredOrder {
         let mut json = format!("{{\"order_uid\":\"o{i}\"}}").into_bytes();
         json.resize(100, b' ');
-        StoredOrder { uid: OrderUid::parse(format!("o{i}")).unwrap(), hash: ContentHash::of_json(&json), json }
+        StoredOrder {
+            uid: OrderUid::parse(format!("o{i}")).unwrap(),
+            hash: ContentHash::of_json(&json),
+            json,
+        }
     }
 
     impl OrderReader for SlowReader {
@@ -110,18 +114,27 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_for_one_uid_cost_one_query() {
-        let reader = Arc::new(SlowReader { n: 10, finds: AtomicUsize::new(0) });
+        let reader = Arc::new(SlowReader {
+            n: 10,
+            finds: AtomicUsize::new(0),
+        });
         let lookup = Arc::new(Lookup::new(reader.clone(), MokaCache::new(1 << 20)));
         let uid = OrderUid::parse("o3").unwrap();
         let answers = futures::future::join_all((0..50).map(|_| lookup.get(&uid))).await;
-        assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|(v, _)| v.json.starts_with(b"{\"order_uid\":\"o3\""))));
+        assert!(answers.iter().all(|a| {
+            a.as_ref()
+                .is_ok_and(|(v, _)| v.json.starts_with(b"{\"order_uid\":\"o3\""))
+        }));
         assert_eq!(reader.finds.load(Ordering::SeqCst), 1);
         assert_eq!(lookup.get(&uid).await.unwrap().1, Source::Cache);
     }
 
     #[tokio::test]
     async fn a_failed_load_is_not_cached() {
-        let reader = Arc::new(SlowReader { n: 1, finds: AtomicUsize::new(0) });
+        let reader = Arc::new(SlowReader {
+            n: 1,
+            finds: AtomicUsize::new(0),
+        });
         let lookup = Lookup::new(reader.clone(), MokaCache::new(1 << 20));
         let uid = OrderUid::parse("o7").unwrap();
         assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
@@ -133,16 +146,35 @@ mod tests {
     async fn after_a_preload_over_capacity_the_newest_orders_stay() {
         // Room for about 50 orders of ~102 bytes; preload 200.
         let cache = MokaCache::new(50 * 102);
-        let reader = Arc::new(SlowReader { n: 200, finds: AtomicUsize::new(0) });
+        let reader = Arc::new(SlowReader {
+            n: 200,
+            finds: AtomicUsize::new(0),
+        });
         let lookup = Lookup::new(reader, cache.clone());
         assert_eq!(lookup.preload(200).await.unwrap(), 200);
         cache.settle().await;
-        assert!(cache.bytes() <= 50 * 102, "bounded by bytes: {}", cache.bytes());
+        assert!(
+            cache.bytes() <= 50 * 102,
+            "bounded by bytes: {}",
+            cache.bytes()
+        );
         for newest in 190..200 {
-            assert!(cache.get(&OrderUid::parse(format!("o{newest}")).unwrap()).await.is_some(), "o{newest} was evicted");
+            assert!(
+                cache
+                    .get(&OrderUid::parse(format!("o{newest}")).unwrap())
+                    .await
+                    .is_some(),
+                "o{newest} was evicted"
+            );
         }
         for oldest in 0..10 {
-            assert!(cache.get(&OrderUid::parse(format!("o{oldest}")).unwrap()).await.is_none(), "o{oldest} stayed");
+            assert!(
+                cache
+                    .get(&OrderUid::parse(format!("o{oldest}")).unwrap())
+                    .await
+                    .is_none(),
+                "o{oldest} stayed"
+            );
         }
     }
 }

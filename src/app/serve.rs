@@ -97,7 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             &args.kafka_dlq_topic,
         )?);
         let policy = IngestPolicy {
-            max_message_bytes: args.ingest_max_message_bytes as usize,
+            max_message_bytes: args.limit.max_message_bytes as usize,
             consistency: args.validation_consistency,
         };
         let ingest = Arc::new(Ingest::new(
