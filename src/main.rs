@@ -5,7 +5,8 @@ use order_svc::{app, cli::Cli, telemetry};
 
 fn main() -> ExitCode {
     // A .env file is optional; one that exists but cannot be read is a setting error.
-    if let Err(e) = dotenvy::dotenv()
+    // Only the working directory's .env: dotenvy::dotenv() would also search parent folders.
+    if let Err(e) = dotenvy::from_path(".env")
         && !e.not_found()
     {
         eprintln!("error: cannot read .env: {e}");
