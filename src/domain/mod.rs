@@ -9,8 +9,11 @@ pub mod message;
 pub mod metrics;
 pub mod order;
 pub mod ports;
+pub mod rules;
 pub mod validate;
 
+#[cfg(test)]
+mod generate_tests;
 #[cfg(test)]
 mod ingest_tests;
 #[cfg(test)]

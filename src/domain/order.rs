@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use validator::Validate;
 
-use super::validate::rules;
+use super::rules;
 
 /// The longest `order_uid` (and other identifiers) we accept. The existing service had no
 /// bound; 64 keeps keys, cache entries and log lines small.
