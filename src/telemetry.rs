@@ -146,6 +146,10 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
     for result in ["hit", "miss"] {
         metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
     }
+    for result in ["ok", "error"] {
+        metrics::counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => result)
+            .absolute(0);
+    }
     metrics::counter!(m::INGEST_RETRIES).absolute(0);
     metrics::counter!(m::CONSISTENCY_WARNINGS).absolute(0);
     metrics::gauge!(m::READY).set(0.0);

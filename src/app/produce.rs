@@ -8,14 +8,12 @@ use anyhow::Context;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
-use metrics::counter;
 use serde::Deserialize;
 use tokio::time::MissedTickBehavior;
 
 use crate::adapters::kafka::{ensure_topics, producer::OrderPublisher};
 use crate::cli::ProduceArgs;
 use crate::domain::generate::Generator;
-use crate::domain::metrics as m;
 
 type Source = Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)> + Send>;
 
@@ -82,7 +80,6 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 Ok(delivery) => deliveries.push(delivery),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot queue an order");
-                    counter!(m::PRODUCER_SENDS, "result" => "error").increment(1);
                     failed += 1;
                 }
             }
@@ -130,19 +127,12 @@ fn count_delivery(
     failed: &mut u64,
 ) {
     match result {
-        Ok(Ok(_)) => {
-            *sent += 1;
-            counter!(m::PRODUCER_SENDS, "result" => "ok").increment(1);
-        }
+        Ok(Ok(_)) => *sent += 1,
         Ok(Err((e, _))) => {
             tracing::warn!(error = %e, "order not delivered");
             *failed += 1;
-            counter!(m::PRODUCER_SENDS, "result" => "error").increment(1);
         }
-        Err(_) => {
-            *failed += 1;
-            counter!(m::PRODUCER_SENDS, "result" => "error").increment(1);
-        }
+        Err(_) => *failed += 1,
     }
 }
 

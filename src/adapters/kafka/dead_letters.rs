@@ -8,7 +8,10 @@ use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use metrics::counter;
+
 use crate::domain::message::DeadLetter;
+use crate::domain::metrics as m;
 use crate::domain::ports::{DeadLetterError, DeadLetterSink};
 
 pub const REASON: &str = "x-dlq-reason";
@@ -86,6 +89,11 @@ impl DeadLetterSink for KafkaDeadLetters {
             .into_iter()
             .filter_map(|r| r.err().map(|(e, _)| e.to_string()))
             .collect();
+        let ok = letters.len() - failed.len();
+        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "ok")
+            .increment(ok as u64);
+        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "error")
+            .increment(failed.len() as u64);
         if failed.is_empty() {
             Ok(())
         } else {
