@@ -367,3 +367,45 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
         "every rejected message reached the dead letters once"
     );
 }
+
+#[tokio::test]
+async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
+    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxied_url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let mut env = topic.serve_env(&proxied_url, "cut-then-stop");
+    env.push(("INGEST_BATCH_MAX", "100".into()));
+    let mut serve = Serve::start(&env);
+    serve.wait_ready().await;
+    let (first, _, _) = generate(27, 500, 0.0);
+    send_all(&producer(), &topic.name, &first).await;
+    wait_for_orders(&db, 500, 60).await;
+    wait_for(30, "the first orders committed", || async {
+        (committed_total(&topic.name, "cut-then-stop") == 500).then_some(())
+    })
+    .await;
+
+    proxy.cut();
+    let (second, _, _) = generate(28, 2_000, 0.0);
+    send_all(&producer(), &topic.name, &second).await;
+    wait_for(30, "ingest to retry", || async {
+        (serve.metric("ingest_retries_total").await > 0.0).then_some(())
+    })
+    .await;
+    serve.terminate();
+    let status = wait_for(10, "serve to exit after SIGTERM", || {
+        let status = serve.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "{}", serve.logs());
+    proxy.restore();
+    assert_eq!(count(&db.client().await, "orders").await, 500);
+    assert_eq!(
+        committed_total(&topic.name, "cut-then-stop"),
+        500,
+        "no offset moved past the abandoned batches"
+    );
+}

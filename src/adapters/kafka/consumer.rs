@@ -169,8 +169,12 @@ pub async fn run<S, D, C>(
                 in_flight.pop_front();
                 match done {
                     Some(batch) => store_batch_offsets(&consumer, &batch),
-                    // Later batches must not move offsets past an abandoned one.
-                    None => break,
+                    None => {
+                        // Abandoned at shutdown (or its task failed): no later batch may move
+                        // offsets past it, so none of them counts; all are consumed again.
+                        in_flight.drain(..).for_each(|task| task.abort());
+                        break;
+                    }
                 }
             }
             Event::Message(Err(e)) => {
