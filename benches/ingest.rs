@@ -266,156 +266,91 @@ async fn drain_with_serve(
 /// The same rows by binary COPY into the four tables, in one transaction.
 async fn copy_baseline(db: &Database, orders: &[Order]) -> anyhow::Result<f64> {
     let mut client = db.client().await?;
+    let (t, i) = (Type::TEXT, Type::INT8);
     let started = Instant::now();
     let tx = client.transaction().await?;
-    {
-        let sink = tx.copy_in("COPY orders (order_uid, track_number, entry, locale, internal_signature, customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash) FROM STDIN BINARY").await?;
-        let t = Type::TEXT;
-        let w = BinaryCopyInWriter::new(
-            sink,
-            &[
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                Type::INT8,
-                Type::TIMESTAMPTZ,
-                t.clone(),
-                Type::BYTEA,
-            ],
-        );
-        tokio::pin!(w);
-        for o in orders {
-            let hash = o.content_hash();
-            let row: [&(dyn ToSql + Sync); 12] = [
-                &o.order_uid,
-                &o.track_number,
-                &o.entry,
-                &o.locale,
-                &o.internal_signature,
-                &o.customer_id,
-                &o.delivery_service,
-                &o.shardkey,
-                &o.sm_id,
-                &o.date_created,
-                &o.oof_shard,
-                &hash.as_bytes(),
-            ];
-            w.as_mut().write(&row).await?;
-        }
-        w.finish().await?;
-    }
-    {
-        let sink = tx.copy_in("COPY deliveries (order_uid, name, phone, zip, city, address, region, email) FROM STDIN BINARY").await?;
-        let w = BinaryCopyInWriter::new(sink, &[Type::TEXT; 8]);
-        tokio::pin!(w);
-        for o in orders {
+    let hashes: Vec<Vec<u8>> = orders.iter().map(|o| o.content_hash().0.to_vec()).collect();
+    copy_rows(
+        &tx,
+        "orders (order_uid, track_number, entry, locale, internal_signature, customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)",
+        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), Type::TIMESTAMPTZ, t.clone(), Type::BYTEA],
+        orders.iter().zip(&hashes).map(|(o, h)| -> Vec<&(dyn ToSql + Sync)> {
+            vec![&o.order_uid, &o.track_number, &o.entry, &o.locale, &o.internal_signature, &o.customer_id, &o.delivery_service, &o.shardkey, &o.sm_id, &o.date_created, &o.oof_shard, h]
+        }),
+    )
+    .await?;
+    copy_rows(
+        &tx,
+        "deliveries (order_uid, name, phone, zip, city, address, region, email)",
+        &[
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            t.clone(),
+        ],
+        orders.iter().map(|o| -> Vec<&(dyn ToSql + Sync)> {
             let d = &o.delivery;
-            w.as_mut()
-                .write(&[
-                    &o.order_uid,
-                    &d.name,
-                    &d.phone,
-                    &d.zip,
-                    &d.city,
-                    &d.address,
-                    &d.region,
-                    &d.email,
-                ])
-                .await?;
-        }
-        w.finish().await?;
-    }
-    {
-        let sink = tx.copy_in("COPY payments (order_uid, transaction, request_id, currency, provider, amount, payment_dt, bank, delivery_cost, goods_total, custom_fee) FROM STDIN BINARY").await?;
-        let (t, i) = (Type::TEXT, Type::INT8);
-        let w = BinaryCopyInWriter::new(
-            sink,
-            &[
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                t.clone(),
-                i.clone(),
-                i.clone(),
-                t.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-            ],
-        );
-        tokio::pin!(w);
-        for o in orders {
+            vec![
+                &o.order_uid,
+                &d.name,
+                &d.phone,
+                &d.zip,
+                &d.city,
+                &d.address,
+                &d.region,
+                &d.email,
+            ]
+        }),
+    )
+    .await?;
+    copy_rows(
+        &tx,
+        "payments (order_uid, transaction, request_id, currency, provider, amount, payment_dt, bank, delivery_cost, goods_total, custom_fee)",
+        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), i.clone(), t.clone(), i.clone(), i.clone(), i.clone()],
+        orders.iter().map(|o| -> Vec<&(dyn ToSql + Sync)> {
             let p = &o.payment;
-            w.as_mut()
-                .write(&[
-                    &o.order_uid,
-                    &p.transaction,
-                    &p.request_id,
-                    &p.currency,
-                    &p.provider,
-                    &p.amount,
-                    &p.payment_dt,
-                    &p.bank,
-                    &p.delivery_cost,
-                    &p.goods_total,
-                    &p.custom_fee,
-                ])
-                .await?;
-        }
-        w.finish().await?;
-    }
-    {
-        let sink = tx.copy_in("COPY items (order_uid, position, chrt_id, track_number, price, rid, name, sale, size, total_price, nm_id, brand, status) FROM STDIN BINARY").await?;
-        let (t, i) = (Type::TEXT, Type::INT8);
-        let w = BinaryCopyInWriter::new(
-            sink,
-            &[
-                t.clone(),
-                Type::INT4,
-                i.clone(),
-                t.clone(),
-                i.clone(),
-                t.clone(),
-                t.clone(),
-                i.clone(),
-                t.clone(),
-                i.clone(),
-                i.clone(),
-                t.clone(),
-                i.clone(),
-            ],
-        );
-        tokio::pin!(w);
-        for o in orders {
-            for (pos, it) in o.items.iter().enumerate() {
-                let pos = pos as i32;
-                w.as_mut()
-                    .write(&[
-                        &o.order_uid,
-                        &pos,
-                        &it.chrt_id,
-                        &it.track_number,
-                        &it.price,
-                        &it.rid,
-                        &it.name,
-                        &it.sale,
-                        &it.size,
-                        &it.total_price,
-                        &it.nm_id,
-                        &it.brand,
-                        &it.status,
-                    ])
-                    .await?;
-            }
-        }
-        w.finish().await?;
-    }
+            vec![&o.order_uid, &p.transaction, &p.request_id, &p.currency, &p.provider, &p.amount, &p.payment_dt, &p.bank, &p.delivery_cost, &p.goods_total, &p.custom_fee]
+        }),
+    )
+    .await?;
+    let positions: Vec<Vec<i32>> = orders
+        .iter()
+        .map(|o| (0..o.items.len() as i32).collect())
+        .collect();
+    copy_rows(
+        &tx,
+        "items (order_uid, position, chrt_id, track_number, price, rid, name, sale, size, total_price, nm_id, brand, status)",
+        &[t.clone(), Type::INT4, i.clone(), t.clone(), i.clone(), t.clone(), t.clone(), i.clone(), t.clone(), i.clone(), i.clone(), t.clone(), i.clone()],
+        orders.iter().zip(&positions).flat_map(|(o, pos)| {
+            o.items.iter().zip(pos).map(move |(it, p)| -> Vec<&(dyn ToSql + Sync)> {
+                vec![&o.order_uid, p, &it.chrt_id, &it.track_number, &it.price, &it.rid, &it.name, &it.sale, &it.size, &it.total_price, &it.nm_id, &it.brand, &it.status]
+            })
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(orders.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `COPY table (columns) FROM STDIN BINARY` of `rows`.
+async fn copy_rows<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    types: &[Type],
+    rows: impl Iterator<Item = Vec<&'a (dyn ToSql + Sync)>>,
+) -> anyhow::Result<()> {
+    let sink = tx
+        .copy_in(&format!("COPY {table} FROM STDIN BINARY"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    tokio::pin!(writer);
+    for row in rows {
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }

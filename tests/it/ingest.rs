@@ -6,7 +6,7 @@ use std::time::Duration;
 use order_svc::domain::generate::{Corruption, GenerateOptions, Generator};
 
 use crate::helpers::{Serve, TestDb, count, order_svc, run, wait_for};
-use crate::kafka::{TestTopic, committed_total, producer, read_topic, send_all};
+use crate::kafka::{TestTopic, committed_total, producer, read_topic, send_all, wait_committed};
 
 type Messages = Vec<(Option<String>, Vec<u8>)>;
 
@@ -173,17 +173,11 @@ async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_le
 
     let first = Serve::start(&topic.serve_env(&db.url, "first"));
     wait_for_orders(&db, valid.len() as i64, 60).await;
-    wait_for(30, "the first group to commit everything", || async {
-        (committed_total(&topic.name, "first") == messages.len() as i64).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "first", messages.len()).await;
     drop(first);
 
     let replay = Serve::start(&topic.serve_env(&db.url, "second"));
-    wait_for(60, "the second group to commit everything", || async {
-        (committed_total(&topic.name, "second") == messages.len() as i64).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "second", messages.len()).await;
     assert_eq!(
         replay
             .metric("orders_ingested_total{outcome=\"stored\"}")
@@ -223,10 +217,7 @@ async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once()
 
     let _again = Serve::start(&env);
     wait_for_orders(&db, valid.len() as i64, 120).await;
-    wait_for(30, "everything committed", || async {
-        (committed_total(&topic.name, "crashy") == messages.len() as i64).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "crashy", messages.len()).await;
     assert_eq!(count(&client, "orders").await, valid.len() as i64);
     let items: i64 = client
         .query_one("SELECT count(DISTINCT order_uid) FROM items", &[])
@@ -285,10 +276,7 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
     let (messages, valid, _) = generate(25, 6_000, 0.0);
     send_all(&producer(), &topic.name, &messages).await;
     wait_for_orders(&db, valid.len() as i64, 90).await;
-    wait_for(30, "everything committed", || async {
-        (committed_total(&topic.name, "shared") == messages.len() as i64).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "shared", messages.len()).await;
 
     let stored_a = a.metric("orders_ingested_total{outcome=\"stored\"}").await;
     let stored_b = b.metric("orders_ingested_total{outcome=\"stored\"}").await;
@@ -351,10 +339,7 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     let sent = stream.await.unwrap();
     serve.wait_ready().await;
     wait_for_orders(&db, valid.len() as i64, 90).await;
-    wait_for(30, "everything committed", || async {
-        (committed_total(&topic.name, "outage") == sent as i64).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "outage", sent).await;
     assert_eq!(count(&client, "orders").await, valid.len() as i64);
     assert!(
         serve.metric("ingest_retries_total").await > 0.0,
@@ -382,10 +367,7 @@ async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
     let (first, _, _) = generate(27, 500, 0.0);
     send_all(&producer(), &topic.name, &first).await;
     wait_for_orders(&db, 500, 60).await;
-    wait_for(30, "the first orders committed", || async {
-        (committed_total(&topic.name, "cut-then-stop") == 500).then_some(())
-    })
-    .await;
+    wait_committed(&topic.name, "cut-then-stop", 500).await;
 
     proxy.cut();
     let (second, _, _) = generate(28, 2_000, 0.0);

@@ -178,3 +178,13 @@ pub fn committed_total(topic: &str, group: &str) -> i64 {
         })
         .sum()
 }
+
+/// Waits until `group` has committed `expected` messages of `topic`.
+pub async fn wait_committed(topic: &str, group: &str, expected: usize) {
+    crate::helpers::wait_for(
+        60,
+        &format!("group {group} to commit {expected} messages"),
+        || async { (committed_total(topic, group) == expected as i64).then_some(()) },
+    )
+    .await;
+}
