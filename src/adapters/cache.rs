@@ -1,7 +1,6 @@
 //! The lookup cache: moka, bounded by bytes (an entry weighs its JSON), least recently used
 //! out first, so that after a preload the newest orders are the last to go.
 
-use bytes::Bytes;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
@@ -67,7 +66,7 @@ impl OrderCache for MokaCache {
 /// Write-through: ingest announces every order it stored.
 impl StoredOrders for MokaCache {
     async fn stored(&self, order: &CheckedOrder) {
-        let view = OrderView::new(Bytes::copy_from_slice(order.json()), order.content_hash());
+        let view = OrderView::new(order.json().clone(), order.content_hash());
         self.inner.insert(order.uid().clone(), view).await;
     }
 }

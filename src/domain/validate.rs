@@ -11,6 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bytes::Bytes;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use super::order::{ContentHash, Order, OrderUid};
@@ -148,7 +149,7 @@ impl fmt::Display for Consistency {
 pub struct CheckedOrder {
     uid: OrderUid,
     order: Order,
-    json: Vec<u8>,
+    json: Bytes,
     hash: ContentHash,
     warnings: Vec<FieldError>,
 }
@@ -160,8 +161,8 @@ impl CheckedOrder {
     pub fn order(&self) -> &Order {
         &self.order
     }
-    /// Canonical compact JSON of the order.
-    pub fn json(&self) -> &[u8] {
+    /// Canonical compact JSON of the order, shared (cloning it copies nothing).
+    pub fn json(&self) -> &Bytes {
         &self.json
     }
     pub fn content_hash(&self) -> &ContentHash {
@@ -264,7 +265,7 @@ pub fn check(order: Order, consistency: Consistency) -> Result<CheckedOrder, Rej
     } else {
         let uid = OrderUid::parse(order.order_uid.clone())
             .expect("the order_uid rule is the OrderUid rule, and it passed");
-        let json = order.to_json();
+        let json = Bytes::from(order.to_json());
         let hash = ContentHash::of_json(&json);
         return Ok(CheckedOrder {
             uid,

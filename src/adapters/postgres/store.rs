@@ -135,10 +135,18 @@ impl PgStore {
 }
 
 /// Column arrays of a batch, borrowed from the orders.
-#[derive(Default)]
 struct Columns<'a> {
     text: Vec<Vec<&'a str>>,
     int: Vec<Vec<i64>>,
+}
+
+impl Columns<'_> {
+    fn new(texts: usize, ints: usize, rows: usize) -> Self {
+        Self {
+            text: (0..texts).map(|_| Vec::with_capacity(rows)).collect(),
+            int: (0..ints).map(|_| Vec::with_capacity(rows)).collect(),
+        }
+    }
 }
 
 impl OrderStore for PgStore {
@@ -146,19 +154,14 @@ impl OrderStore for PgStore {
         self.timed("store_batch", async {
             let n = orders.len();
             let uids: Vec<&str> = orders.iter().map(|o| o.uid().as_str()).collect();
-            let (mut o, mut d, mut p) =
-                (Columns::default(), Columns::default(), Columns::default());
-            o.text.resize(9, Vec::with_capacity(n));
-            o.int.resize(1, Vec::with_capacity(n));
-            d.text.resize(7, Vec::with_capacity(n));
-            p.text.resize(5, Vec::with_capacity(n));
-            p.int.resize(5, Vec::with_capacity(n));
+            // Column arrays, one per parameter of INSERT_BATCH, filled in one pass.
+            let mut o = Columns::new(8, 1, n);
+            let mut d = Columns::new(7, 0, n);
+            let mut p = Columns::new(5, 5, n);
             let mut dates = Vec::with_capacity(n);
             let mut hashes: Vec<&[u8]> = Vec::with_capacity(n);
-            let mut it = Columns::default();
-            it.text.resize(6, Vec::new());
-            it.int.resize(6, Vec::new());
-            let mut positions: Vec<i32> = Vec::new();
+            let mut it = Columns::new(6, 6, n * 3);
+            let mut positions: Vec<i32> = Vec::with_capacity(n * 3);
             for c in orders {
                 let x = c.order();
                 for (col, v) in o.text.iter_mut().zip([
@@ -170,7 +173,6 @@ impl OrderStore for PgStore {
                     &x.delivery_service,
                     &x.shardkey,
                     &x.oof_shard,
-                    &x.order_uid,
                 ]) {
                     col.push(v.as_str());
                 }
