@@ -27,7 +27,12 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
             )
             .try_init(),
     }
-    .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+    .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    // Panics become log events (JSON where the logs are JSON) instead of raw stderr text.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
+    Ok(())
 }
 
 /// Installs the Prometheus recorder for `serve` and describes every metric. Histograms get

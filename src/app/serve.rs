@@ -144,10 +144,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %server.addr, role = ?args.role, "serving HTTP");
 
     let mut server_task = server.task;
+    let mut failure = None;
     tokio::select! {
         _ = super::shutdown_signal() => tracing::info!("shutting down"),
         result = &mut server_task => {
             result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        }
+        ended = async { ingest_task.as_mut().expect("an ingest task").await }, if ingest_task.is_some() => {
+            // Not a shutdown: the consumer died. Not ready and not alive from now on, and the
+            // process exits non-zero so that its supervisor starts a fresh one, which resumes
+            // from the last commit.
+            ingest_task = None;
+            readiness.set_consumer_failed();
+            gauge!(m::READY).set(0.0);
+            metrics::counter!(m::CONSUMER_FAILURES).increment(1);
+            let why = match ended {
+                Ok(Ok(())) => "the consumer stopped on its own".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the consumer task failed: {e}"),
+            };
+            tracing::error!(%why, "ingest died; shutting down to be restarted");
+            failure = Some(anyhow::anyhow!("ingest died: {why}"));
         }
     }
     let _ = stop_tx.send(true);
@@ -165,7 +182,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.handle.stop(true).await;
     tracing::info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// Keeps the readiness flag of the database current.

@@ -9,6 +9,7 @@ pub struct Readiness {
     database: AtomicBool,
     cache: AtomicBool,
     consumer: AtomicBool,
+    consumer_failed: AtomicBool,
     needs_cache: bool,
     needs_consumer: bool,
 }
@@ -19,6 +20,7 @@ impl Readiness {
             database: AtomicBool::new(false),
             cache: AtomicBool::new(false),
             consumer: AtomicBool::new(false),
+            consumer_failed: AtomicBool::new(false),
             needs_cache,
             needs_consumer,
         }
@@ -34,6 +36,18 @@ impl Readiness {
 
     pub fn set_consumer(&self, running: bool) {
         self.consumer.store(running, Ordering::Relaxed);
+    }
+
+    /// The consumer ended other than by shutdown: the process is no longer alive as an
+    /// ingest process, whatever HTTP still answers.
+    pub fn set_consumer_failed(&self) {
+        self.consumer.store(false, Ordering::Relaxed);
+        self.consumer_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Liveness: false once a part the service needs has died for good.
+    pub fn alive(&self) -> bool {
+        !(self.needs_consumer && self.consumer_failed.load(Ordering::Relaxed))
     }
 
     pub fn database(&self) -> bool {

@@ -49,7 +49,8 @@ pub struct BatchReport {
 enum Fate {
     /// Index into the plan's orders to store.
     Store(usize),
-    Duplicate,
+    /// The same content as this earlier order of the batch: it shares that order's fate.
+    Twin(usize),
     Dead {
         reason: &'static str,
         detail: String,
@@ -61,9 +62,21 @@ pub struct Plan<'a> {
     batch: &'a [InboundMessage],
     fates: Vec<Fate>,
     orders: Vec<CheckedOrder>,
+    /// Per order: how many other versions of its uid come before it in the batch. Versions
+    /// are stored one round after another, so the first one the database accepts wins and
+    /// a refused one costs only itself.
+    rounds: Vec<usize>,
     outcomes: Option<Vec<Result<StoreOutcome, String>>>,
     letters_done: bool,
     dead_letters_sent: usize,
+}
+
+impl Plan<'_> {
+    /// The uids this batch writes: a later batch that holds one of them must wait for this
+    /// one, or a later version could be stored before an earlier one.
+    pub fn uids(&self) -> impl Iterator<Item = &OrderUid> {
+        self.orders.iter().map(CheckedOrder::uid)
+    }
 }
 
 pub struct Ingest<S, D, C> {
@@ -83,10 +96,12 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
         }
     }
 
-    /// Decodes and validates each message, and settles uids repeated within the batch.
+    /// Decodes and validates each message, and sorts out uids repeated within the batch.
     pub fn plan<'a>(&self, batch: &'a [InboundMessage]) -> Plan<'a> {
         let mut orders: Vec<CheckedOrder> = Vec::with_capacity(batch.len());
-        let mut first_of: HashMap<OrderUid, usize> = HashMap::with_capacity(batch.len());
+        let mut rounds: Vec<usize> = Vec::with_capacity(batch.len());
+        // Every version of a uid in this batch, in arrival order (almost always just one).
+        let mut versions: HashMap<OrderUid, Vec<usize>> = HashMap::with_capacity(batch.len());
         let fates = batch
             .iter()
             .map(|message| {
@@ -100,24 +115,21 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
                     counter!(m::CONSISTENCY_WARNINGS).increment(1);
                     tracing::debug!(uid = %order.uid(), warnings = ?order.warnings(), "accepted an order whose totals do not add up");
                 }
-                match first_of.get(order.uid()) {
-                    Some(&i) if orders[i].content_hash() == order.content_hash() => Fate::Duplicate,
-                    Some(_) => Fate::Dead {
-                        reason: CONFLICT,
-                        detail: format!("order {} came earlier in this batch with other content", order.uid()),
-                    },
-                    None => {
-                        first_of.insert(order.uid().clone(), orders.len());
-                        orders.push(order);
-                        Fate::Store(orders.len() - 1)
-                    }
+                let earlier = versions.entry(order.uid().clone()).or_default();
+                if let Some(&twin) = earlier.iter().find(|&&i| orders[i].content_hash() == order.content_hash()) {
+                    return Fate::Twin(twin);
                 }
+                rounds.push(earlier.len());
+                earlier.push(orders.len());
+                orders.push(order);
+                Fate::Store(orders.len() - 1)
             })
             .collect();
         Plan {
             batch,
             fates,
             orders,
+            rounds,
             outcomes: None,
             letters_done: false,
             dead_letters_sent: 0,
@@ -129,7 +141,7 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
     pub async fn write(&self, plan: &mut Plan<'_>) -> Result<(), IngestError> {
         if plan.outcomes.is_none() {
             let started = Instant::now();
-            plan.outcomes = Some(self.store_all(&plan.orders).await?);
+            plan.outcomes = Some(self.store_rounds(&plan.orders, &plan.rounds).await?);
             histogram!(m::INGEST_BATCH_WRITE).record(started.elapsed().as_secs_f64());
         }
         if !plan.letters_done {
@@ -169,6 +181,11 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
             .map_or(0, |d| d.as_millis() as i64);
         for (message, fate) in plan.batch.iter().zip(&plan.fates) {
             match fate {
+                Fate::Twin(i) => match outcomes.get(*i) {
+                    Some(Ok(StoreOutcome::OtherContent)) => report.conflicts += 1,
+                    Some(Err(_)) | None => report.rejected += 1,
+                    Some(Ok(_)) => report.duplicates += 1,
+                },
                 Fate::Store(i) => match outcomes.get(*i) {
                     Some(Ok(StoreOutcome::Inserted)) => {
                         report.stored += 1;
@@ -182,7 +199,6 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
                     Some(Ok(StoreOutcome::OtherContent)) => report.conflicts += 1,
                     Some(Err(_)) | None => report.rejected += 1,
                 },
-                Fate::Duplicate => report.duplicates += 1,
                 Fate::Dead { reason, .. } if *reason == CONFLICT => report.conflicts += 1,
                 Fate::Dead { .. } => report.rejected += 1,
             }
@@ -201,8 +217,34 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
         report
     }
 
-    /// Stores the batch in one call; if the database refuses the data, stores the orders one
-    /// by one so that only the refused ones are set aside.
+    /// Stores the orders round by round (the first version of each uid, then the second,
+    /// ...), so that what the database holds decides whether a later version is a
+    /// redelivery, a conflict, or the first that could be stored.
+    async fn store_rounds(
+        &self,
+        orders: &[CheckedOrder],
+        rounds: &[usize],
+    ) -> Result<Vec<Result<StoreOutcome, String>>, StoreError> {
+        let last = rounds.iter().copied().max();
+        if last.unwrap_or(0) == 0 {
+            return self.store_all(orders).await;
+        }
+        let mut outcomes: Vec<Option<Result<StoreOutcome, String>>> = vec![None; orders.len()];
+        for round in 0..=last.unwrap_or(0) {
+            let members: Vec<usize> = (0..orders.len()).filter(|&i| rounds[i] == round).collect();
+            let these: Vec<CheckedOrder> = members.iter().map(|&i| orders[i].clone()).collect();
+            for (i, outcome) in members.into_iter().zip(self.store_all(&these).await?) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err("not stored".to_owned())))
+            .collect())
+    }
+
+    /// Stores orders of distinct uids in one call; if the database refuses the data, stores
+    /// them one by one so that only the refused ones are set aside.
     async fn store_all(
         &self,
         orders: &[CheckedOrder],
@@ -238,7 +280,7 @@ fn dead_letters<'a>(plan: &Plan<'a>) -> Vec<DeadLetter<'a>> {
     for (message, fate) in plan.batch.iter().zip(&plan.fates) {
         let (reason, detail) = match fate {
             Fate::Dead { reason, detail } => (*reason, detail.clone()),
-            Fate::Store(i) => match outcomes.get(*i) {
+            Fate::Store(i) | Fate::Twin(i) => match outcomes.get(*i) {
                 Some(Ok(StoreOutcome::OtherContent)) => (
                     CONFLICT,
                     format!(
@@ -252,14 +294,8 @@ fn dead_letters<'a>(plan: &Plan<'a>) -> Vec<DeadLetter<'a>> {
                 ),
                 _ => continue,
             },
-            Fate::Duplicate => continue,
         };
-        letters.push(DeadLetter {
-            message,
-            id: message.id(),
-            reason,
-            detail,
-        });
+        letters.push(DeadLetter::new(message, reason, &detail));
     }
     letters
 }

@@ -225,3 +225,60 @@ async fn each_corruption_is_dead_lettered_with_its_reason() {
         assert_eq!(*reason, kind.expected().0.code(), "{kind:?}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_order_costs_only_itself_and_a_later_version_of_its_uid_is_stored() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let good = g.valid_order();
+    let mut refused = good.clone();
+    refused.customer_id = "refuse".into();
+    let mut third = good.clone();
+    third.entry = "OTHER".into();
+    // The refused version first, then a valid one of the same uid (stored), an exact copy of
+    // the refused one (refused too), and a third version (a conflict with the stored one).
+    let batch = messages(vec![
+        refused.to_json(),
+        good.to_json(),
+        refused.to_json(),
+        third.to_json(),
+        good.to_json(),
+    ]);
+    let report = run(&ingest, &batch).await;
+    assert_eq!(
+        (
+            report.stored,
+            report.rejected,
+            report.conflicts,
+            report.duplicates
+        ),
+        (1, 2, 1, 1)
+    );
+    let uid = OrderUid::parse(good.order_uid.clone()).unwrap();
+    assert_eq!(
+        store.orders.lock().unwrap().get(&uid),
+        Some(&good.content_hash()),
+        "the valid version is stored"
+    );
+    assert_eq!(
+        *sink.sent.lock().unwrap(),
+        vec![(0, "invalid"), (2, "invalid"), (3, "conflict")]
+    );
+}
+
+#[test]
+fn a_dead_letter_detail_is_capped_and_printable() {
+    use super::message::{MAX_DETAIL_BYTES, printable_detail};
+    let shown = printable_detail("line\nbreak\0nul\u{1b}[31m");
+    assert_eq!(shown, "line\\u{a}break\\u{0}nul\\u{1b}[31m");
+    let long = printable_detail(&"é".repeat(10_000));
+    assert!(
+        long.len() <= MAX_DETAIL_BYTES && long.ends_with(" [cut]"),
+        "{}",
+        long.len()
+    );
+}

@@ -44,6 +44,9 @@ pub enum LookupError {
     /// The store cannot be reached and the cache does not hold the order.
     #[error("the order store is unavailable: {0}")]
     Unavailable(String),
+    /// Stored, but the row does not read back as an order.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("lookup failed: {0}")]
     Internal(String),
 }
@@ -52,6 +55,7 @@ impl From<StoreError> for LookupError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(format!("{e:#}")),
+            e @ StoreError::Unreadable { .. } => Self::Unreadable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -71,5 +71,41 @@ pub struct DeadLetter<'a> {
     pub message: &'a InboundMessage,
     pub id: MessageId,
     pub reason: &'static str,
+    /// At most [`MAX_DETAIL_BYTES`], control characters escaped: it travels in a header.
     pub detail: String,
+}
+
+/// Longest `x-dlq-detail`: a message breaking every rule of a thousand items would
+/// otherwise make a header larger than some brokers accept.
+pub const MAX_DETAIL_BYTES: usize = 4096;
+
+impl<'a> DeadLetter<'a> {
+    pub fn new(message: &'a InboundMessage, reason: &'static str, detail: &str) -> Self {
+        Self {
+            message,
+            id: message.id(),
+            reason,
+            detail: printable_detail(detail),
+        }
+    }
+}
+
+/// The detail with control characters (NUL, newlines, escape sequences) written as `\u{..}`
+/// escapes, cut at a character boundary to [`MAX_DETAIL_BYTES`] with a note of the cut.
+pub fn printable_detail(detail: &str) -> String {
+    const CUT: &str = " [cut]";
+    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_BYTES));
+    for c in detail.chars() {
+        let piece = if c.is_control() {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        };
+        if out.len() + piece.len() > MAX_DETAIL_BYTES - CUT.len() {
+            out.push_str(CUT);
+            return out;
+        }
+        out.push_str(&piece);
+    }
+    out
 }

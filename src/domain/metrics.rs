@@ -18,3 +18,6 @@ pub const CACHE_BYTES: &str = "cache_bytes";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const READY: &str = "service_ready";
+pub const HEADERS_UNREADABLE: &str = "kafka_headers_unreadable_total";
+pub const CONSUMER_FAILURES: &str = "kafka_consumer_failures_total";
+pub const ORDERS_UNREADABLE: &str = "orders_unreadable_total";

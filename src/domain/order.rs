@@ -43,6 +43,7 @@ pub struct Order {
     pub items: Vec<Item>,
     #[validate(custom(function = "rules::locale"))]
     pub locale: String,
+    #[validate(custom(function = "rules::text"))]
     pub internal_signature: String,
     #[validate(custom(function = "rules::non_empty"))]
     pub customer_id: String,
@@ -57,6 +58,7 @@ pub struct Order {
     ))]
     pub sm_id: i64,
     #[serde(with = "rfc3339_utc")]
+    #[validate(custom(function = "rules::date_created"))]
     pub date_created: DateTime<Utc>,
     #[validate(custom(function = "rules::numeric"))]
     pub oof_shard: String,
@@ -77,7 +79,7 @@ pub struct Delivery {
     pub address: String,
     #[validate(custom(function = "rules::non_empty"))]
     pub region: String,
-    #[validate(email(code = "email", message = "must be an e-mail address"))]
+    #[validate(custom(function = "rules::email"))]
     pub email: String,
 }
 
@@ -86,6 +88,7 @@ pub struct Delivery {
 pub struct Payment {
     #[validate(custom(function = "rules::identifier"))]
     pub transaction: String,
+    #[validate(custom(function = "rules::text"))]
     pub request_id: String,
     #[validate(custom(function = "rules::currency"))]
     pub currency: String,
@@ -226,10 +229,12 @@ impl ContentHash {
     }
 }
 
-/// `date_created` is RFC 3339. Any offset is accepted on the way in and normalized to UTC;
-/// it is always written back in UTC with a `Z`, seconds precision unless the input had more.
+/// `date_created` is RFC 3339. Any offset is accepted on the way in and normalized to UTC,
+/// and a fraction finer than PostgreSQL's microseconds (Go's RFC3339Nano, say) is truncated
+/// to them, so that what is hashed and served first is what the database gives back. It is
+/// always written back in UTC with a `Z`: seconds, or 3 or 6 fractional digits as needed.
 mod rfc3339_utc {
-    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, SecondsFormat, Timelike, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(dt: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -239,7 +244,12 @@ mod rfc3339_utc {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&s)
-            .map(|dt| dt.with_timezone(&Utc))
+            .map(|dt| {
+                let dt = dt.with_timezone(&Utc);
+                // Keeps a leap second a leap second (nanos >= 1e9), for the rule to refuse.
+                dt.with_nanosecond(dt.nanosecond() / 1_000 * 1_000)
+                    .unwrap_or(dt)
+            })
             .map_err(|e| {
                 D::Error::custom(format!("date_created is not an RFC 3339 date-time: {e}"))
             })

@@ -31,6 +31,10 @@ pub enum StoreError {
     /// Retrying the same data fails the same way.
     #[error("the database refused the data: {0}")]
     Refused(String),
+    /// A stored row that does not read back as an order (written by something else, or
+    /// before a rule existed). Reading it again fails the same way.
+    #[error("order {uid} is stored but cannot be read: {why}")]
+    Unreadable { uid: String, why: String },
     #[error(transparent)]
     Unknown(anyhow::Error),
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use validator::ValidationError;
 
 use crate::domain::order::{InvalidUid, MAX_ID_LEN};
@@ -36,11 +37,35 @@ pub fn identifier(s: &str) -> Result<(), ValidationError> {
     })
 }
 
+/// Free text that may be empty. PostgreSQL's `text` cannot hold NUL, so no string may.
+pub fn text(s: &str) -> Result<(), ValidationError> {
+    if s.contains('\0') {
+        Err(error("nul", "must not contain the NUL character (\\u0000)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Free text with something besides white space in it.
 pub fn non_empty(s: &str) -> Result<(), ValidationError> {
+    text(s)?;
     if s.trim().is_empty() {
         Err(error("empty", "must not be empty"))
     } else {
         Ok(())
+    }
+}
+
+/// An address validator's e-mail rule accepts, written plainly: one `@`, no white space or
+/// control characters anywhere (validator alone lets `a@b c[127.0.0.1]` through).
+pub fn email(s: &str) -> Result<(), ValidationError> {
+    use validator::ValidateEmail;
+    let plain = s.bytes().filter(|&b| b == b'@').count() == 1
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if plain && s.validate_email() {
+        Ok(())
+    } else {
+        Err(error("email", "must be an e-mail address"))
     }
 }
 
@@ -68,13 +93,44 @@ pub fn phone(s: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// A BCP 47 tag, and of the plain shape `letters(-letters or digits)*` (the parser alone
+/// accepts `x--`).
 pub fn locale(s: &str) -> Result<(), ValidationError> {
+    let mut parts = s.split('-');
+    let plain = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphabetic()))
+        && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()));
     match language_tags::LanguageTag::parse(s) {
-        Ok(tag) if tag.is_valid() => Ok(()),
+        Ok(tag) if plain && tag.is_valid() => Ok(()),
         _ => Err(error(
             "locale",
             "must be a BCP 47 language tag such as en or pt-BR",
         )),
+    }
+}
+
+/// The first and last instants `date_created` may hold: years 1 to 9999 in UTC, which
+/// PostgreSQL, chrono and RFC 3339 (four-digit years) all represent.
+pub const DATE_MIN: &str = "0001-01-01T00:00:00Z";
+pub const DATE_MAX: &str = "9999-12-31T23:59:59.999999Z";
+
+/// Within [`DATE_MIN`]..=[`DATE_MAX`], and not a leap second (`:60`), which PostgreSQL
+/// would store as the next second. Finer than microseconds never reaches here: decoding
+/// truncates to what PostgreSQL keeps.
+pub fn date_created(dt: &DateTime<Utc>) -> Result<(), ValidationError> {
+    if !(1..=9999).contains(&dt.year()) {
+        Err(error(
+            "date_range",
+            "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once in UTC",
+        ))
+    } else if dt.nanosecond() >= 1_000_000_000 {
+        Err(error(
+            "leap_second",
+            "must not be a leap second (:60), which cannot be stored",
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -383,3 +383,101 @@ fn content_hash_tells_same_content_from_different_content() {
     b.items[0].size = "1".into();
     assert_ne!(a.content_hash(), b.content_hash());
 }
+
+#[test]
+fn email_and_locale_accept_only_what_the_database_checks_accept() {
+    for bad in [
+        "a@b c[127.0.0.1]",
+        "a\u{a0}b@c.de",
+        "a@b@c.de",
+        "a@b.c\u{7}",
+    ] {
+        assert_edge(
+            "delivery.email",
+            |o| o.delivery.email = "first.last+tag@example.co".into(),
+            |o| o.delivery.email = bad.into(),
+        );
+    }
+    for bad in ["x--", "en-", "-en", "en--US", "e1"] {
+        assert_edge(
+            "locale",
+            |o| o.locale = "en-US".into(),
+            |o| o.locale = bad.into(),
+        );
+    }
+}
+
+#[test]
+fn no_string_may_hold_a_nul_character() {
+    type Mutation = fn(&mut Order);
+    let fields: [(&str, Mutation); 16] = [
+        ("entry", |o| o.entry.push('\0')),
+        ("internal_signature", |o| o.internal_signature = "\0".into()),
+        ("customer_id", |o| o.customer_id.push('\0')),
+        ("delivery_service", |o| o.delivery_service.push('\0')),
+        ("delivery.name", |o| o.delivery.name.push('\0')),
+        ("delivery.city", |o| o.delivery.city.push('\0')),
+        ("delivery.address", |o| o.delivery.address.push('\0')),
+        ("delivery.region", |o| o.delivery.region.push('\0')),
+        ("delivery.email", |o| o.delivery.email.push('\0')),
+        ("payment.request_id", |o| o.payment.request_id = "\0".into()),
+        ("payment.provider", |o| o.payment.provider.push('\0')),
+        ("payment.bank", |o| o.payment.bank.push('\0')),
+        ("items[0].name", |o| o.items[0].name.push('\0')),
+        ("items[0].size", |o| o.items[0].size.push('\0')),
+        ("items[0].brand", |o| o.items[0].brand.push('\0')),
+        ("locale", |o| o.locale.push('\0')),
+    ];
+    for (path, bad) in fields {
+        assert_eq!(broken(bad), vec![path.to_owned()], "{path}");
+    }
+    // Empty is still fine where it was.
+    assert!(broken(|o| o.internal_signature.clear()).is_empty());
+}
+
+fn with_date(date: &str) -> Result<String, Rejection> {
+    let mut value: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+    value["date_created"] = date.into();
+    let checked = accept(value.to_string().as_bytes(), LIMIT, Consistency::Reject)?;
+    let back: serde_json::Value = serde_json::from_slice(checked.json()).unwrap();
+    Ok(back["date_created"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn date_created_stays_within_years_1_to_9999_in_utc() {
+    assert_eq!(
+        with_date("0001-01-01T00:00:00Z").unwrap(),
+        "0001-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        with_date("9999-12-31T23:59:59.999999Z").unwrap(),
+        "9999-12-31T23:59:59.999999Z"
+    );
+    for bad in [
+        "0000-12-31T23:59:59Z",
+        "0001-01-01T00:00:00+00:01",
+        "9999-12-31T23:59:59-23:59",
+    ] {
+        let r = with_date(bad).expect_err(bad);
+        assert_eq!(r.errors[0].path, "date_created", "{bad}: {r}");
+        assert_eq!(r.errors[0].code, "date_range", "{bad}: {r}");
+    }
+}
+
+#[test]
+fn leap_seconds_are_refused_and_nanoseconds_cut_to_microseconds() {
+    let r = with_date("2016-12-31T23:59:60Z").expect_err("a leap second");
+    assert_eq!(r.errors[0].code, "leap_second", "{r}");
+    assert_eq!(
+        with_date("2021-11-26T06:22:19.123456789Z").unwrap(),
+        "2021-11-26T06:22:19.123456Z"
+    );
+    assert_eq!(
+        with_date("2021-11-26T06:22:19.1234+01:00").unwrap(),
+        "2021-11-26T05:22:19.123400Z"
+    );
+    assert_eq!(
+        with_date("2021-11-26T06:22:19.000000001Z").unwrap(),
+        "2021-11-26T06:22:19Z"
+    );
+}

@@ -107,6 +107,8 @@ pub struct Read {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
+    /// Every header in order, repeats included.
+    pub header_list: Vec<(String, String)>,
 }
 
 /// Reads the whole topic from the start with a fresh group until `expected` messages came, then
@@ -130,10 +132,8 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration) -> Vec<R
     loop {
         let until = settle_until.unwrap_or(deadline);
         match tokio::time::timeout_at(until, consumer.recv()).await {
-            Ok(Ok(m)) => out.push(Read {
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().unwrap_or_default().to_vec(),
-                headers: m
+            Ok(Ok(m)) => {
+                let header_list: Vec<(String, String)> = m
                     .headers()
                     .map(|hs| {
                         hs.iter()
@@ -146,8 +146,14 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration) -> Vec<R
                             })
                             .collect()
                     })
-                    .unwrap_or_default(),
-            }),
+                    .unwrap_or_default();
+                out.push(Read {
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers: header_list.iter().cloned().collect(),
+                    header_list,
+                })
+            }
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
             Err(_) => break,
         }

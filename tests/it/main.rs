@@ -5,9 +5,11 @@
 mod cli;
 mod deploy;
 mod helpers;
+mod hostile;
 mod ingest;
 mod kafka;
 mod lookup;
 mod migrate;
 mod proxy;
 mod ui;
+mod wire;

@@ -21,6 +21,8 @@ pub enum ApiError {
     UriTooLong,
     #[error("the order store is unavailable, try again shortly")]
     Unavailable,
+    #[error("the order is stored but cannot be read back; the operators have been told")]
+    Unreadable,
     #[error("internal error")]
     Internal,
 }
@@ -33,6 +35,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UriTooLong => "uri_too_long",
             Self::Unavailable => "unavailable",
+            Self::Unreadable => "order_unreadable",
             Self::Internal => "internal",
         }
     }
@@ -45,6 +48,10 @@ impl From<LookupError> for ApiError {
             LookupError::Unavailable(detail) => {
                 tracing::warn!(%detail, "lookup failed: store unavailable");
                 Self::Unavailable
+            }
+            LookupError::Unreadable(detail) => {
+                tracing::error!(%detail, "lookup failed: stored order unreadable");
+                Self::Unreadable
             }
             LookupError::Internal(detail) => {
                 tracing::error!(%detail, "lookup failed");
@@ -62,7 +69,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal | Self::Unreadable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -8,14 +8,19 @@ use crate::domain::metrics as m;
 use crate::domain::ports::{OrderCache, OrderReader};
 
 pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/healthz", web::get().to(healthz::<R, C>))
         .route("/readyz", web::get().to(readyz::<R, C>))
         .route("/metrics", web::get().to(metrics::<R, C>));
 }
 
-/// Alive: the process answers.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// Alive: the process answers, and in an ingest role its consumer has not died.
+async fn healthz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
+    if state.readiness.alive() {
+        HttpResponse::Ok().json(json!({"status": "ok"}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "dead", "reasons": ["consumer died"]}))
+    }
 }
 
 /// Ready: database reachable, cache preloaded, consumer running (each where it applies).

@@ -5,8 +5,18 @@
 //! rebalance, and once more synchronously at shutdown) only what [`store_batch_offsets`]
 //! stored, which is only what ingest finished. A crash anywhere replays from the last
 //! commit, and ingest makes the replay harmless.
+//!
+//! Order per key: batches are written in parallel, but a batch that holds a uid waits until
+//! every earlier batch in flight that holds the same uid is written, so the first version
+//! of a uid in partition order is always the one stored.
+//!
+//! No message can stop the consumer: every byte of key, payload and headers is copied
+//! without a panic (rdkafka panics on a header name that is not UTF-8; that header is kept
+//! under a replacement name), and a batch task that fails anyway ends [`run`] with an error
+//! that the caller turns into "not ready" and a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +26,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -26,6 +36,7 @@ use crate::domain::health::Readiness;
 use crate::domain::ingest::Ingest;
 use crate::domain::message::InboundMessage;
 use crate::domain::metrics as m;
+use crate::domain::order::OrderUid;
 use crate::domain::ports::{DeadLetterSink, OrderStore, StoredOrders};
 
 #[derive(Debug, Clone)]
@@ -103,6 +114,13 @@ pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
     Ok(consumer)
 }
 
+/// Most bytes of keys and payloads in one batch: a thousand messages near the size limit
+/// would otherwise make one statement larger than PostgreSQL accepts.
+const BATCH_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Name given to a header whose name is not UTF-8 (rdkafka cannot hand out its bytes).
+pub const UNREADABLE_HEADER_NAME: &str = "\u{FFFD}";
+
 /// Copies what ingest needs out of the client's buffer.
 fn owned(message: &BorrowedMessage<'_>) -> InboundMessage {
     InboundMessage {
@@ -112,16 +130,67 @@ fn owned(message: &BorrowedMessage<'_>) -> InboundMessage {
         timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        headers: message.headers().map(copy_headers).unwrap_or_default(),
     }
 }
+
+/// Every header, in order. rdkafka's `try_get` unwraps the name's UTF-8 conversion, so a
+/// name that is not UTF-8 (legal on the wire) panics inside it: that one header is kept as
+/// [`UNREADABLE_HEADER_NAME`] without a value, and counted.
+fn copy_headers(headers: &BorrowedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
+    (0..headers.count())
+        .filter_map(|i| {
+            let copy = || {
+                headers
+                    .try_get(i)
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(copy)) {
+                Ok(header) => header,
+                Err(_) => {
+                    counter!(m::HEADERS_UNREADABLE).increment(1);
+                    tracing::warn!(
+                        index = i,
+                        "a message header name is not UTF-8; kept without its value under U+FFFD"
+                    );
+                    Some((UNREADABLE_HEADER_NAME.to_owned(), None))
+                }
+            }
+        })
+        .collect()
+}
+
+/// How far a batch in flight has come, as later batches see it.
+#[derive(Debug, Clone)]
+enum Progress {
+    /// Still decoding: which uids it holds is not known yet.
+    Planning,
+    /// Decoded; it will write these uids.
+    Planned(Arc<HashSet<OrderUid>>),
+    /// Its orders are stored (or set aside) and its dead letters delivered.
+    Written,
+}
+
+/// Whether a batch holding `ours` may write now, given an earlier batch's progress.
+fn may_pass(earlier: &Progress, ours: &HashSet<OrderUid>) -> bool {
+    match earlier {
+        Progress::Planning => false,
+        Progress::Planned(theirs) => {
+            let (small, large) = if theirs.len() < ours.len() {
+                (theirs.as_ref(), ours)
+            } else {
+                (ours, theirs.as_ref())
+            };
+            small.is_disjoint(large)
+        }
+        Progress::Written => true,
+    }
+}
+
+/// Why [`run`] ended other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+#[error("the consumer stopped: {0}")]
+pub struct ConsumerDied(String);
 
 /// Runs until `shutdown` turns true: the batches in hand are finished (or, while the
 /// database is down, abandoned without moving their offsets), what is durable is committed,
@@ -138,18 +207,23 @@ pub async fn run<S, D, C>(
     ingest: Arc<Ingest<S, D, C>>,
     readiness: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> Result<(), ConsumerDied>
+where
     S: OrderStore,
     D: DeadLetterSink,
     C: StoredOrders,
 {
     let consumer = Arc::new(consumer);
     let mut in_flight: VecDeque<JoinHandle<Option<Vec<InboundMessage>>>> = VecDeque::new();
+    // The progress of each batch in `in_flight`, same order.
+    let mut progress: VecDeque<watch::Receiver<Progress>> = VecDeque::new();
+    let mut died = None;
     readiness.set_consumer(true);
     enum Event {
         Stop,
-        /// The oldest batch in flight ended: durable (`Some`) or abandoned at shutdown.
-        Retired(Option<Vec<InboundMessage>>),
+        /// The oldest batch in flight ended: durable (`Some`), abandoned at shutdown
+        /// (`None`), or its task failed.
+        Retired(Result<Option<Vec<InboundMessage>>, tokio::task::JoinError>),
         Message(Result<InboundMessage, rdkafka::error::KafkaError>),
     }
     loop {
@@ -157,7 +231,7 @@ pub async fn run<S, D, C>(
             biased;
             _ = shutdown.wait_for(|stop| *stop) => Event::Stop,
             done = async { in_flight.front_mut().expect("a batch in flight").await }, if !in_flight.is_empty() => {
-                Event::Retired(done.ok().flatten())
+                Event::Retired(done)
             }
             m = consumer.recv(), if in_flight.len() < settings.parallel_batches => {
                 Event::Message(m.map(|m| owned(&m)))
@@ -167,12 +241,16 @@ pub async fn run<S, D, C>(
             Event::Stop => break,
             Event::Retired(done) => {
                 in_flight.pop_front();
+                progress.pop_front();
                 match done {
-                    Some(batch) => store_batch_offsets(&consumer, &batch),
-                    None => {
-                        // Abandoned at shutdown (or its task failed): no later batch may move
+                    Ok(Some(batch)) => store_batch_offsets(&consumer, &batch),
+                    failed => {
+                        // Abandoned at shutdown, or its task failed: no later batch may move
                         // offsets past it, so none of them counts; all are consumed again.
                         in_flight.drain(..).for_each(|task| task.abort());
+                        if let Err(e) = failed {
+                            died = Some(ConsumerDied(format!("a batch task failed: {e}")));
+                        }
                         break;
                     }
                 }
@@ -183,10 +261,14 @@ pub async fn run<S, D, C>(
             }
             Event::Message(Ok(first)) => {
                 let batch = gather(&consumer, &settings, first).await;
+                let (tell, told) = watch::channel(Progress::Planning);
+                let earlier: Vec<_> = progress.iter().cloned().collect();
+                progress.push_back(told);
                 in_flight.push_back(tokio::spawn(write_batch(
                     batch,
                     ingest.clone(),
                     consumer.clone(),
+                    (earlier, tell),
                     shutdown.clone(),
                 )));
             }
@@ -204,6 +286,7 @@ pub async fn run<S, D, C>(
     }
     readiness.set_consumer(false);
     commit(consumer.as_ref(), "shutdown");
+    died.map_or(Ok(()), Err)
 }
 
 /// After a first message, gathers more until `batch_max` or `batch_linger`.
@@ -212,12 +295,18 @@ async fn gather(
     settings: &ConsumerSettings,
     first: InboundMessage,
 ) -> Vec<InboundMessage> {
+    let size = |m: &InboundMessage| m.payload().len() + m.key.as_ref().map_or(0, Vec::len);
+    let mut bytes = size(&first);
     let mut batch = Vec::with_capacity(settings.batch_max);
     batch.push(first);
     let linger = tokio::time::Instant::now() + settings.batch_linger;
-    while batch.len() < settings.batch_max {
+    while batch.len() < settings.batch_max && bytes < BATCH_MAX_BYTES {
         match tokio::time::timeout_at(linger, consumer.recv()).await {
-            Ok(Ok(message)) => batch.push(owned(&message)),
+            Ok(Ok(message)) => {
+                let message = owned(&message);
+                bytes += size(&message);
+                batch.push(message);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
             Err(_) => break,
         }
@@ -226,11 +315,16 @@ async fn gather(
 }
 
 /// Makes one batch durable, retrying with capped exponential backoff and pausing the
-/// partitions while it cannot. Returns the batch when done, `None` when shutdown came first.
+/// partitions while it cannot. Returns the batch when done, `None` when shutdown came first
+/// (or an earlier batch it had to wait for was abandoned).
+///
+/// `order` holds the progress of every earlier batch still in flight, and where this one
+/// tells its own.
 async fn write_batch<S, D, C>(
     batch: Vec<InboundMessage>,
     ingest: Arc<Ingest<S, D, C>>,
     consumer: Arc<IngestConsumer>,
+    order: (Vec<watch::Receiver<Progress>>, watch::Sender<Progress>),
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>>
 where
@@ -238,7 +332,19 @@ where
     D: DeadLetterSink,
     C: StoredOrders,
 {
+    let (earlier, tell) = order;
     let mut plan = ingest.plan(&batch);
+    let ours: Arc<HashSet<OrderUid>> = Arc::new(plan.uids().cloned().collect());
+    tell.send_replace(Progress::Planned(ours.clone()));
+    for mut before in earlier {
+        tokio::select! {
+            passed = before.wait_for(|p| may_pass(p, &ours)) => {
+                // That batch ended without writing (abandoned): neither may this one.
+                passed.ok()?;
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
+    }
     let mut backoff = Duration::from_millis(100);
     let mut paused: Option<TopicPartitionList> = None;
     while let Err(e) = ingest.write(&mut plan).await {
@@ -263,6 +369,7 @@ where
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+    tell.send_replace(Progress::Written);
     if let Some(tpl) = paused
         && let Err(e) = consumer.resume(&tpl)
     {

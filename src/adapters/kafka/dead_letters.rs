@@ -1,14 +1,17 @@
 //! The dead-letter topic: the message as it came (key, value, headers) plus headers that
 //! say why and where from. Every send is awaited until the broker acknowledges it.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use metrics::counter;
+use sha2::{Digest, Sha256};
 
 use crate::domain::message::DeadLetter;
 use crate::domain::metrics as m;
@@ -48,50 +51,132 @@ impl KafkaDeadLetters {
     }
 }
 
-impl DeadLetterSink for KafkaDeadLetters {
-    async fn send(&self, letters: &[DeadLetter<'_>]) -> Result<(), DeadLetterError> {
-        let sends = letters.iter().map(|letter| {
-            let m = letter.message;
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len() + 6);
-            for (key, value) in &m.headers {
+/// Prefix of our own headers: incoming headers with it are dropped, never passed on.
+const OURS: &str = "x-dlq-";
+
+/// Set on a letter whose original was too large to publish: its payload is replaced by a
+/// JSON note of the original's size and SHA-256, its key (when over 1 KiB) by the key's
+/// SHA-256, and its original headers dropped.
+pub const TRUNCATED: &str = "x-dlq-truncated";
+
+/// Keys above this are replaced by their hash in a truncated letter.
+const MAX_TRUNCATED_KEY: usize = 1024;
+
+/// Whether a send failed because the message is too large for the producer or the topic:
+/// sending it again unchanged fails the same way.
+fn too_large(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+impl KafkaDeadLetters {
+    async fn send_one(&self, letter: &DeadLetter<'_>, truncated: bool) -> Result<(), KafkaError> {
+        let m = letter.message;
+        let mut headers = OwnedHeaders::new_with_capacity(m.headers.len() + 7);
+        if !truncated {
+            for (key, value) in m.headers.iter().filter(|(k, _)| !k.starts_with(OURS)) {
                 headers = headers.insert(Header {
                     key,
                     value: value.as_deref(),
                 });
             }
-            let (partition, offset) = (m.partition.to_string(), m.offset.to_string());
-            let timestamp = m.timestamp_ms.map(|t| t.to_string()).unwrap_or_default();
-            for (key, value) in [
-                (REASON, letter.reason),
-                (DETAIL, letter.detail.as_str()),
-                (ORIGINAL_TOPIC, m.topic.as_str()),
-                (ORIGINAL_PARTITION, partition.as_str()),
-                (ORIGINAL_OFFSET, offset.as_str()),
-                (ORIGINAL_TIMESTAMP, timestamp.as_str()),
-            ] {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.topic).headers(headers);
-            if let Some(payload) = &m.payload {
-                record = record.payload(payload.as_slice());
-            }
-            if let Some(key) = &m.key {
-                record = record.key(key.as_slice());
-            }
-            self.producer.send(record, Duration::from_secs(30))
-        });
-        let failed: Vec<String> = join_all(sends)
+        }
+        let (partition, offset) = (m.partition.to_string(), m.offset.to_string());
+        let timestamp = m.timestamp_ms.map(|t| t.to_string()).unwrap_or_default();
+        for (key, value) in [
+            (REASON, letter.reason),
+            (DETAIL, letter.detail.as_str()),
+            (ORIGINAL_TOPIC, m.topic.as_str()),
+            (ORIGINAL_PARTITION, partition.as_str()),
+            (ORIGINAL_OFFSET, offset.as_str()),
+            (ORIGINAL_TIMESTAMP, timestamp.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let (payload, key) = if truncated {
+            headers = headers.insert(Header {
+                key: TRUNCATED,
+                value: Some(b"true".as_slice()),
+            });
+            let payload = m.payload.as_ref().map(|p| {
+                serde_json::json!({
+                    "truncated": true,
+                    "bytes": p.len(),
+                    "sha256": hex::encode(Sha256::digest(p)),
+                })
+                .to_string()
+                .into_bytes()
+            });
+            let key = m.key.as_ref().map(|k| {
+                if k.len() > MAX_TRUNCATED_KEY {
+                    hex::encode(Sha256::digest(k)).into_bytes()
+                } else {
+                    k.clone()
+                }
+            });
+            (payload.map(Cow::Owned), key.map(Cow::Owned))
+        } else {
+            (
+                m.payload.as_deref().map(Cow::Borrowed),
+                m.key.as_deref().map(Cow::Borrowed),
+            )
+        };
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(payload) = &payload {
+            record = record.payload(payload.as_ref());
+        }
+        if let Some(key) = &key {
+            record = record.key(key.as_ref());
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
             .await
-            .into_iter()
-            .filter_map(|r| r.err().map(|(e, _)| e.to_string()))
-            .collect();
-        let ok = letters.len() - failed.len();
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+}
+
+impl DeadLetterSink for KafkaDeadLetters {
+    async fn send(&self, letters: &[DeadLetter<'_>]) -> Result<(), DeadLetterError> {
+        let results = join_all(letters.iter().map(|l| self.send_one(l, false))).await;
+        let mut failed = Vec::new();
+        let mut too_big = Vec::new();
+        for (letter, result) in letters.iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(e) if too_large(&e) => too_big.push(letter),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        // A permanent refusal must not be retried forever: the letter goes out truncated.
+        let mut truncated = 0;
+        for result in join_all(too_big.iter().map(|l| self.send_one(l, true))).await {
+            match result {
+                Ok(()) => truncated += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        if truncated > 0 {
+            tracing::warn!(
+                truncated,
+                "dead letters too large to publish were sent truncated"
+            );
+        }
+        let whole = letters.len() - failed.len() - truncated;
         counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "ok")
-            .increment(ok as u64);
+            .increment(whole as u64);
+        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "truncated")
+            .increment(truncated as u64);
         counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "error")
             .increment(failed.len() as u64);
         if failed.is_empty() {

@@ -1,10 +1,16 @@
 //! Reading orders back as JSON in one query: PostgreSQL assembles the nested document, we
 //! re-encode it canonically (the same bytes the content hash was taken over).
+//!
+//! `date_created` is formatted in UTC by the query itself, so neither the server's nor the
+//! session's `TimeZone` (with its historical offsets in seconds, which RFC 3339 cannot
+//! write) changes what is read.
 
 use futures::TryStreamExt;
+use metrics::counter;
 use tokio_postgres::Row;
 
 use super::store::{PgStore, db_error, pool_error};
+use crate::domain::metrics as m;
 use crate::domain::order::{ContentHash, Order, OrderUid};
 use crate::domain::ports::{OrderReader, StoreError, StoredOrder};
 
@@ -27,7 +33,8 @@ SELECT o.order_uid, o.content_hash, json_build_object(
               FROM items i WHERE i.order_uid = o.order_uid),
     'locale', o.locale, 'internal_signature', o.internal_signature,
     'customer_id', o.customer_id, 'delivery_service', o.delivery_service,
-    'shardkey', o.shardkey, 'sm_id', o.sm_id, 'date_created', o.date_created,
+    'shardkey', o.shardkey, 'sm_id', o.sm_id,
+    'date_created', to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     'oof_shard', o.oof_shard)::text
 FROM orders o
 JOIN deliveries d USING (order_uid)
@@ -38,19 +45,22 @@ fn stored(row: &Row) -> Result<StoredOrder, StoreError> {
     let uid: String = row.get(0);
     let hash: Vec<u8> = row.get(1);
     let text: &str = row.get(2);
-    let order: Order = serde_json::from_str(text).map_err(|e| {
-        StoreError::Unknown(anyhow::anyhow!(
-            "order {uid} does not read back as an order: {e}"
-        ))
+    let order: Order = serde_json::from_str(text).map_err(|e| StoreError::Unreadable {
+        uid: uid.clone(),
+        why: format!("it does not read back as an order: {e}"),
     })?;
     let json = order.to_json();
-    let hash = ContentHash(hash.try_into().map_err(|_| {
-        StoreError::Unknown(anyhow::anyhow!("order {uid} has a malformed content hash"))
+    let hash = ContentHash(hash.try_into().map_err(|_| StoreError::Unreadable {
+        uid: uid.clone(),
+        why: "its content hash is malformed".to_owned(),
     })?);
     if ContentHash::of_json(&json) != hash {
         tracing::warn!(%uid, "stored order differs from its content hash");
     }
-    let uid = OrderUid::parse(uid).map_err(|e| StoreError::Unknown(e.into()))?;
+    let uid = OrderUid::parse(uid.clone()).map_err(|e| StoreError::Unreadable {
+        uid,
+        why: e.to_string(),
+    })?;
     Ok(StoredOrder { uid, json, hash })
 }
 
@@ -64,7 +74,11 @@ impl OrderReader for PgStore {
                 .query_opt(&statement, &[&uid.as_str()])
                 .await
                 .map_err(db_error)?;
-            row.as_ref().map(stored).transpose()
+            let found = row.as_ref().map(stored).transpose();
+            if matches!(found, Err(StoreError::Unreadable { .. })) {
+                counter!(m::ORDERS_UNREADABLE).increment(1);
+            }
+            found
         })
         .await
     }
@@ -78,7 +92,14 @@ impl OrderReader for PgStore {
             futures::pin_mut!(rows);
             let mut out = Vec::with_capacity(n.min(1 << 20));
             while let Some(row) = rows.try_next().await.map_err(db_error)? {
-                out.push(stored(&row)?);
+                match stored(&row) {
+                    Ok(order) => out.push(order),
+                    // One bad row must not keep the service from ever becoming ready.
+                    Err(e) => {
+                        counter!(m::ORDERS_UNREADABLE).increment(1);
+                        tracing::error!(error = %e, "skipping a stored order that cannot be read");
+                    }
+                }
             }
             Ok(out)
         })

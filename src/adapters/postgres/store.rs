@@ -2,7 +2,7 @@
 //! lookup.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use metrics::{counter, histogram};
@@ -76,13 +76,36 @@ ON CONFLICT DO NOTHING
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    call_timeout: Duration,
+}
+
+/// How long one statement may run on the server (`statement_timeout`) unless the URL's
+/// `options` set one. A batch of a thousand orders takes well under a second.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// TCP settings that notice a server that went silent: keepalive probes on idle
+/// connections, and a limit on how long sent data may stay unacknowledged.
+fn silent_server_settings(config: &mut tokio_postgres::Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
+    let options = config.get_options().unwrap_or_default().to_owned();
+    if !options.contains("statement_timeout") {
+        let ms = STATEMENT_TIMEOUT.as_millis();
+        config.options(format!("{options} -c statement_timeout={ms}").trim_start());
+    }
 }
 
 /// A pool for `url`, `size` connections at most. Connecting is lazy: the first query (or
 /// [`PgStore::ping`]) finds out whether the server answers.
 pub fn pool(url: &DatabaseUrl, size: usize) -> anyhow::Result<Pool> {
+    let mut config = url.config().clone();
+    silent_server_settings(&mut config);
     let manager = Manager::from_config(
-        url.config().clone(),
+        config,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -92,16 +115,19 @@ pub fn pool(url: &DatabaseUrl, size: usize) -> anyhow::Result<Pool> {
         .max_size(size)
         .runtime(Runtime::Tokio1)
         // A dead server must fail calls quickly so ingest can back off and report not ready.
-        .wait_timeout(Some(std::time::Duration::from_secs(5)))
-        .create_timeout(Some(std::time::Duration::from_secs(5)))
-        .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the connection pool: {e}"))
 }
 
 impl PgStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            call_timeout: STATEMENT_TIMEOUT + Duration::from_secs(5),
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -120,12 +146,21 @@ impl PgStore {
         F: Future<Output = Result<T, StoreError>>,
     {
         let started = Instant::now();
-        let result = f.await;
+        // The last guard against a server that stops answering without closing (packets
+        // dropped): the statement timeout and TCP user timeout should end the call first.
+        let result = match tokio::time::timeout(self.call_timeout, f).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no answer from the database within {:?}",
+                self.call_timeout
+            ))),
+        };
         histogram!(m::DB_QUERY, "op" => op).record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             let kind = match e {
                 StoreError::Unavailable(_) => "unavailable",
                 StoreError::Refused(_) => "refused",
+                StoreError::Unreadable { .. } => "unreadable",
                 StoreError::Unknown(_) => "unknown",
             };
             counter!(m::DB_ERRORS, "op" => op, "kind" => kind).increment(1);
@@ -350,10 +385,18 @@ fn id_columns<'a>(ids: impl Iterator<Item = &'a MessageId>) -> IdColumns<'a> {
 }
 
 /// Driver errors become the port's errors here and go no further.
+///
+/// Integrity (23), data (22) and program-limit (54) errors depend on the data: the same
+/// data fails the same way again, so ingest sets the order aside. Every other class is about
+/// the server, the connection or our statements, and is retried (counted in
+/// `ingest_retries_total` and `db_errors_total`, which the alert rules watch).
 pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
-        // Integrity (23) and data (22) errors: the same data fails the same way again.
-        Some(code) if code.code().starts_with("23") || code.code().starts_with("22") => {
+        Some(code)
+            if ["22", "23", "54"]
+                .iter()
+                .any(|class| code.code().starts_with(class)) =>
+        {
             StoreError::Refused(
                 e.as_db_error()
                     .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
