@@ -11,5 +11,6 @@ mod kafka;
 mod lookup;
 mod migrate;
 mod proxy;
+mod roundtrip;
 mod ui;
 mod wire;

@@ -34,7 +34,9 @@ SELECT o.order_uid, o.content_hash, json_build_object(
     'locale', o.locale, 'internal_signature', o.internal_signature,
     'customer_id', o.customer_id, 'delivery_service', o.delivery_service,
     'shardkey', o.shardkey, 'sm_id', o.sm_id,
-    'date_created', to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    -- to_char writes 1 BC as 0001: a date before year 1 becomes null, which does not read.
+    'date_created', CASE WHEN o.date_created >= '0001-01-01 00:00:00+00' THEN
+        to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
     'oof_shard', o.oof_shard)::text
 FROM orders o
 JOIN deliveries d USING (order_uid)

@@ -1,0 +1,272 @@
+//! The gate is the contract with storage: every order validation accepts is stored without
+//! refusal and read back from PostgreSQL as the very bytes served first. A property test over
+//! orders whose fields take values at and past every rule's edge, in a database whose
+//! `TimeZone` has historical offsets in seconds.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use order_svc::adapters::postgres::store::{PgStore, pool};
+use order_svc::config::DatabaseUrl;
+use order_svc::domain::order::OrderUid;
+use order_svc::domain::ports::{OrderReader, OrderStore, StoreOutcome};
+use order_svc::domain::validate::{Consistency, accept};
+
+use crate::helpers::{TestDb, order_svc, run};
+
+const CANONICAL: &str = include_str!("../data/model.json");
+
+/// Strings near the edges of the text rules, and well past them.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just(" ".to_owned()),
+        Just("\t\u{a0}\u{2028}".to_owned()),
+        Just("a\0b".to_owned()),
+        Just("\u{1}\u{7f}\u{1b}[0m".to_owned()),
+        Just("😀 Ünïcödé \u{202e}rtl".to_owned()),
+        Just("<script>alert(1)</script>\"'\\".to_owned()),
+        Just("x".repeat(5000)),
+        Just("a".repeat(64)),
+        Just("a".repeat(65)),
+        "[a-zA-Z0-9]{1,70}",
+        "[0-9]{1,20}",
+        "\\PC{0,40}",
+        any::<String>(),
+    ]
+}
+
+fn email() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => Just("a@b.co".to_owned()),
+        1 => Just("a@b c[127.0.0.1]".to_owned()),
+        1 => Just("\"a b\"@example.com".to_owned()),
+        1 => Just("a@[127.0.0.1]".to_owned()),
+        1 => Just("ü@exämple.de".to_owned()),
+        1 => Just("a@b@c".to_owned()),
+        8 => "[a-z.+]{1,10}@[a-z]{1,10}\\.[a-z]{2,5}",
+        1 => text(),
+    ]
+}
+
+fn locale() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => Just("en".to_owned()),
+        1 => Just("x--".to_owned()),
+        1 => Just("zh-Hant-TW".to_owned()),
+        1 => Just("i-klingon".to_owned()),
+        1 => Just("x-private".to_owned()),
+        1 => Just("en-US-u-ca-gregory".to_owned()),
+        1 => "[a-zA-Z0-9-]{1,12}",
+        1 => text(),
+    ]
+}
+
+fn date() -> impl Strategy<Value = String> {
+    let year = prop_oneof![
+        1 => Just(0),
+        8 => 1900..2100,
+        1 => Just(1),
+        1 => Just(2),
+        1 => Just(1883),
+        1 => Just(1969),
+        1 => Just(2021),
+        1 => Just(9998),
+        1 => Just(9999)
+    ];
+    let frac = prop_oneof![
+        Just(String::new()),
+        Just(".5".to_owned()),
+        Just(".123456".to_owned()),
+        Just(".123456789".to_owned()),
+        Just(".000000001".to_owned()),
+        Just(".999999999".to_owned()),
+    ];
+    let offset = prop_oneof![
+        Just("Z".to_owned()),
+        Just("+00:00".to_owned()),
+        Just("-23:59".to_owned()),
+        Just("+23:59".to_owned()),
+        Just("+05:45".to_owned()),
+    ];
+    let second = prop_oneof![8 => 0u32..=59, 1 => Just(60)];
+    (
+        year,
+        1u32..=12,
+        1u32..=28,
+        0u32..=23,
+        0u32..=59,
+        second,
+        frac,
+        offset,
+    )
+        .prop_map(|(y, mo, d, h, mi, s, frac, off)| {
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}{off}")
+        })
+}
+
+fn int() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(i64::MIN),
+        Just(-1),
+        Just(0),
+        Just(1),
+        Just(100),
+        Just(101),
+        Just(i64::MAX),
+        any::<i64>()
+    ]
+}
+
+/// The canonical order with a handful of its fields replaced by edge values.
+fn order() -> impl Strategy<Value = serde_json::Value> {
+    let strings = proptest::collection::vec(
+        (
+            prop::sample::select(vec![
+                "/entry",
+                "/internal_signature",
+                "/customer_id",
+                "/delivery_service",
+                "/shardkey",
+                "/oof_shard",
+                "/track_number",
+                "/delivery/name",
+                "/delivery/phone",
+                "/delivery/zip",
+                "/delivery/city",
+                "/delivery/address",
+                "/delivery/region",
+                "/payment/transaction",
+                "/payment/request_id",
+                "/payment/currency",
+                "/payment/provider",
+                "/payment/bank",
+                "/items/0/name",
+                "/items/0/size",
+                "/items/0/brand",
+                "/items/0/rid",
+                "/items/0/track_number",
+            ]),
+            text(),
+        ),
+        0..3,
+    );
+    let ints = proptest::collection::vec(
+        (
+            prop::sample::select(vec![
+                "/sm_id",
+                "/payment/amount",
+                "/payment/payment_dt",
+                "/payment/delivery_cost",
+                "/payment/goods_total",
+                "/payment/custom_fee",
+                "/items/0/chrt_id",
+                "/items/0/price",
+                "/items/0/sale",
+                "/items/0/total_price",
+                "/items/0/nm_id",
+                "/items/0/status",
+            ]),
+            int(),
+        ),
+        0..2,
+    );
+    (
+        strings,
+        ints,
+        email(),
+        locale(),
+        date(),
+        "[a-zA-Z0-9]{1,64}",
+        1usize..4,
+    )
+        .prop_map(|(strings, ints, email, locale, date, uid, copies)| {
+            let mut o: serde_json::Value = serde_json::from_str(CANONICAL).unwrap();
+            let item = o["items"][0].clone();
+            o["items"] = serde_json::Value::Array(vec![item; copies]);
+            for (path, v) in strings {
+                *o.pointer_mut(path).unwrap() = v.into();
+            }
+            for (path, v) in ints {
+                *o.pointer_mut(path).unwrap() = v.into();
+            }
+            o["delivery"]["email"] = email.into();
+            o["locale"] = locale.into();
+            o["date_created"] = date.into();
+            o["order_uid"] = uid.into();
+            o
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() {
+    let db = TestDb::unique();
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+    assert!(out.status.success(), "{stderr}");
+    // Local mean time offsets in seconds before 1892 here: RFC 3339 cannot write them.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET timezone = 'Europe/Amsterdam'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let url = DatabaseUrl::from_str(&db.url).unwrap();
+    let store = Arc::new(PgStore::new(pool(&url, 2).unwrap()));
+    let handle = tokio::runtime::Handle::current();
+
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (store2, accepted2) = (store.clone(), accepted.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(Config {
+            cases: 400,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner.run(&order(), |value| {
+            let raw = serde_json::to_vec(&value).unwrap();
+            let Ok(checked) = accept(&raw, 1 << 20, Consistency::Warn) else {
+                return Ok(());
+            };
+            accepted2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let uid = OrderUid::parse(checked.uid().as_str()).unwrap();
+            let (outcome, back) = handle.block_on(async {
+                let outcome = store2.store_batch(std::slice::from_ref(&checked)).await;
+                (outcome, store2.find(&uid).await)
+            });
+            match outcome {
+                Ok(o) => prop_assert!(matches!(
+                    o[0],
+                    StoreOutcome::Inserted | StoreOutcome::SameContent | StoreOutcome::OtherContent
+                ),),
+                Err(e) => prop_assert!(false, "accepted but refused by PostgreSQL: {e}\n{value}"),
+            }
+            let back =
+                back.map_err(|e| TestCaseError::fail(format!("read back failed: {e}\n{value}")))?;
+            let back = back.ok_or_else(|| TestCaseError::fail("not found after storing"))?;
+            // Another case may have stored this uid first with other content.
+            if back.hash == *checked.content_hash() {
+                prop_assert_eq!(
+                    String::from_utf8_lossy(&back.json),
+                    String::from_utf8_lossy(checked.json()),
+                    "read back other bytes than were served"
+                );
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        accepted >= 50,
+        "only {accepted} of 400 generated orders were valid: the generator needs tuning"
+    );
+}
