@@ -110,7 +110,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Most connections in the PostgreSQL pool.
+    /// Most connections of the lookup pool (ingest has its own: one per parallel batch, plus
+    /// one).
     #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "DATABASE_POOL_SIZE", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub database_pool_size: u16,
@@ -167,8 +168,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub ingest_batch_linger_ms: u64,
 
-    /// Batches written to PostgreSQL at once, each on its own connection (offsets still move
-    /// in order).
+    /// Batches written to PostgreSQL at once, each on its own connection of the ingest pool
+    /// (offsets still move in order, and versions of one uid are written in order).
     #[arg(long, env = "INGEST_PARALLEL_BATCHES", value_name = "INGEST_PARALLEL_BATCHES", default_value_t = 3,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub ingest_parallel_batches: u16,

@@ -12,7 +12,17 @@ use crate::domain::validate::CheckedOrder;
 #[derive(Clone)]
 pub struct MokaCache {
     inner: Cache<OrderUid, OrderView>,
+    /// Uids looked up and not found, for [`MISSING_FOR`]: bounded in count and time.
+    missing: Cache<OrderUid, ()>,
 }
+
+/// How long an unknown uid is answered 404 without asking the database. An order stored by
+/// another process becomes visible here after at most this long; one stored by this
+/// process's ingest at once.
+pub const MISSING_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most unknown uids remembered at once.
+const MISSING_MAX: u64 = 100_000;
 
 impl MokaCache {
     pub fn new(max_bytes: u64) -> Self {
@@ -25,7 +35,11 @@ impl MokaCache {
             // orders, recency is what predicts the next lookup.
             .eviction_policy(EvictionPolicy::lru())
             .build();
-        Self { inner }
+        let missing = Cache::builder()
+            .max_capacity(MISSING_MAX)
+            .time_to_live(MISSING_FOR)
+            .build();
+        Self { inner, missing }
     }
 
     pub fn entries(&self) -> u64 {
@@ -59,7 +73,16 @@ impl OrderCache for MokaCache {
     }
 
     async fn put(&self, uid: OrderUid, view: OrderView) {
+        self.missing.invalidate(&uid).await;
         self.inner.insert(uid, view).await;
+    }
+
+    async fn known_missing(&self, uid: &OrderUid) -> bool {
+        self.missing.contains_key(uid)
+    }
+
+    async fn remember_missing(&self, uid: OrderUid) {
+        self.missing.insert(uid, ()).await;
     }
 }
 
@@ -67,6 +90,7 @@ impl OrderCache for MokaCache {
 impl StoredOrders for MokaCache {
     async fn stored(&self, order: &CheckedOrder) {
         let view = OrderView::new(order.json().clone(), order.content_hash());
+        self.missing.invalidate(order.uid()).await;
         self.inner.insert(order.uid().clone(), view).await;
     }
 }

@@ -26,17 +26,18 @@ use crate::domain::metrics as m;
 use crate::telemetry;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !args.role.ingests() || args.ingest_parallel_batches < args.database_pool_size,
-        "INGEST_PARALLEL_BATCHES ({}) must be below DATABASE_POOL_SIZE ({}): each batch in flight holds a connection, and lookups need some too",
-        args.ingest_parallel_batches,
-        args.database_pool_size
-    );
     let metrics = telemetry::install_metrics()?;
     let url = &args.database.database_url;
+    // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
+    // connections ingest needs, nor ingest starve lookups.
     let store = Arc::new(PgStore::new(pool(
         url,
         usize::from(args.database_pool_size),
+    )?));
+    let ingest_store = Arc::new(PgStore::new(pool(
+        url,
+        // One per batch in flight, and one for the dead-letter ledger.
+        usize::from(args.ingest_parallel_batches) + 1,
     )?));
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
@@ -101,7 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             consistency: args.validation_consistency,
         };
         let ingest = Arc::new(Ingest::new(
-            store.clone(),
+            ingest_store.clone(),
             dlq.clone(),
             cache.clone(),
             policy,

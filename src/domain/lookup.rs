@@ -78,6 +78,10 @@ impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
             counter!(m::CACHE_REQUESTS, "result" => "hit").increment(1);
             return Ok((view, Source::Cache));
         }
+        if self.cache.known_missing(uid).await {
+            counter!(m::CACHE_REQUESTS, "result" => "negative_hit").increment(1);
+            return Err(LookupError::NotFound);
+        }
         counter!(m::CACHE_REQUESTS, "result" => "miss").increment(1);
         let load = async {
             match self.reader.find(uid).await? {
@@ -85,8 +89,14 @@ impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
                 None => Err(LookupError::NotFound),
             }
         };
-        let view = self.cache.get_or_load(uid, load).await?;
-        Ok((view, Source::Store))
+        match self.cache.get_or_load(uid, load).await {
+            Ok(view) => Ok((view, Source::Store)),
+            Err(LookupError::NotFound) => {
+                self.cache.remember_missing(uid.clone()).await;
+                Err(LookupError::NotFound)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Fills the cache with the newest `n` orders, inserting the oldest first so that the

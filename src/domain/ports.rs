@@ -123,6 +123,14 @@ pub trait OrderCache: Send + Sync + 'static {
         F: Future<Output = Result<OrderView, LookupError>> + Send;
 
     fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send;
+
+    /// Whether `uid` was looked up a moment ago and not found (a negative cache, so that a
+    /// flood of unknown uids costs the database little).
+    fn known_missing(&self, uid: &OrderUid) -> impl Future<Output = bool> + Send;
+
+    /// Remembers for a few seconds that `uid` is not stored. Storing or putting the order
+    /// forgets it at once.
+    fn remember_missing(&self, uid: OrderUid) -> impl Future<Output = ()> + Send;
 }
 
 /// A shared port is a port: the store serves ingest and lookup from one pool.
@@ -198,5 +206,13 @@ impl<T: OrderCache> OrderCache for std::sync::Arc<T> {
 
     fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send {
         (**self).put(uid, view)
+    }
+
+    fn known_missing(&self, uid: &OrderUid) -> impl Future<Output = bool> + Send {
+        (**self).known_missing(uid)
+    }
+
+    fn remember_missing(&self, uid: OrderUid) -> impl Future<Output = ()> + Send {
+        (**self).remember_missing(uid)
     }
 }

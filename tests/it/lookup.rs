@@ -376,3 +376,70 @@ async fn an_unreadable_row_is_skipped_by_the_preload_and_answered_with_a_json_er
         "the other rows were preloaded"
     );
 }
+
+#[tokio::test]
+async fn every_route_answers_a_wrong_method_with_405_and_allow() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[]);
+    serve.wait_ready().await;
+    let order = format!("/order/{}", stored.uid(0));
+    let page = format!("/orders/{}", stored.uid(0));
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/static/app.js",
+        "/",
+        order.as_str(),
+        page.as_str(),
+    ] {
+        for method in ["POST", "PUT", "DELETE", "BREW"] {
+            let reply = http(serve.http_port, method, path, &[]).await.unwrap();
+            assert_error(&reply, 405, "method_not_allowed");
+            assert_eq!(
+                header(&reply, "allow"),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
+        }
+        let head = http(serve.http_port, "HEAD", path, &[]).await.unwrap();
+        assert_eq!(head.0, 200, "HEAD {path}");
+    }
+    // An invented method is counted as `other`, never under its own name.
+    let metrics = String::from_utf8(get(&serve, "/metrics").await.2).unwrap();
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    assert!(!metrics.contains("BREW"));
+}
+
+#[tokio::test]
+async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored.api(&[("CACHE_PRELOAD", "0")]);
+    serve.wait_ready().await;
+    for path in [
+        format!("/order/{}", stored.uid(0)),
+        format!("/orders/{}", stored.uid(0)),
+    ] {
+        let reply = get(&serve, &path).await;
+        let control = header(&reply, "cache-control").unwrap_or_default();
+        assert!(control.starts_with("private"), "{path}: {control}");
+        assert!(!control.contains("public"), "{path}: {control}");
+    }
+
+    let finds = serve.metric("db_query_seconds_count{op=\"find\"}").await;
+    for _ in 0..20 {
+        assert_error(&get(&serve, "/order/neverstored1").await, 404, "not_found");
+    }
+    assert_eq!(
+        serve.metric("db_query_seconds_count{op=\"find\"}").await - finds,
+        1.0,
+        "one query for twenty lookups of the same unknown uid"
+    );
+    assert_eq!(
+        serve
+            .metric("cache_requests_total{result=\"negative_hit\"}")
+            .await,
+        19.0
+    );
+}

@@ -9,6 +9,8 @@ use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
 use crate::domain::ports::{OrderCache, OrderReader};
 
+pub const ORDER_CACHE_CONTROL: &str = "private, max-age=86400, immutable";
+
 pub async fn get_order<R: OrderReader, C: OrderCache>(
     req: HttpRequest,
     path: web::Path<String>,
@@ -42,8 +44,9 @@ async fn answer<R: OrderReader, C: OrderCache>(
     };
     response
         .insert_header((header::ETAG, etag))
-        // Orders never change once stored.
-        .insert_header((header::CACHE_CONTROL, "public, max-age=86400, immutable"))
+        // Orders never change once stored, but they hold personal data: browsers may keep
+        // them, shared caches (proxies, CDNs) must not.
+        .insert_header((header::CACHE_CONTROL, ORDER_CACHE_CONTROL))
         .insert_header(("X-Cache", x_cache));
     if not_modified {
         return Ok(response.finish());

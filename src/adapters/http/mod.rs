@@ -15,7 +15,9 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::{
+    App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError, web,
+};
 use anyhow::Context;
 use futures::FutureExt;
 use metrics::{counter, histogram};
@@ -75,21 +77,12 @@ pub fn start<R: OrderReader, C: OrderCache>(
             )
             .wrap_fn(observe)
             .configure(ops::routes::<R, C>)
-            .service(
-                // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
-                web::resource("/order/{order_uid:.*}")
-                    .route(web::get().to(api::get_order::<R, C>))
-                    .route(web::head().to(api::get_order::<R, C>))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/orders/{order_uid:.*}")
-                    .route(web::get().to(pages::order_page::<R, C>))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(web::resource("/").route(web::get().to(pages::index::<R, C>)).default_service(web::to(method_not_allowed)))
-            .route("/static/{file}", web::get().to(pages::static_file))
-            .route("/openapi.json", web::get().to(pages::openapi))
+            // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
+            .service(readable("/order/{order_uid:.*}", api::get_order::<R, C>))
+            .service(readable("/orders/{order_uid:.*}", pages::order_page::<R, C>))
+            .service(readable("/", pages::index::<R, C>))
+            .service(readable("/static/{file}", pages::static_file))
+            .service(readable("/openapi.json", pages::openapi))
             .default_service(web::to(not_found::<R, C>));
         // The benchmark's baseline: the same server, a body of the same size, no lookup.
         app.configure(move |cfg| {
@@ -127,6 +120,37 @@ async fn method_not_allowed() -> HttpResponse {
     ApiError::MethodNotAllowed.error_response()
 }
 
+/// A resource that answers GET and HEAD with `handler`, and every other method with a JSON
+/// 405 that carries `Allow`.
+pub(crate) fn readable<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// The `method` label: the standard methods by name, anything else as `other`, so that a
+/// client inventing methods cannot grow the metric's series without bound.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
 /// JSON for programs, the HTML page for browsers.
 async fn not_found<R: OrderReader, C: OrderCache>(
     req: HttpRequest,
@@ -160,7 +184,7 @@ where
     B: MessageBody + 'static,
 {
     let started = Instant::now();
-    let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());
+    let (method, path) = (method_label(req.method()), req.path().to_owned());
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {
@@ -179,7 +203,7 @@ where
         let elapsed = started.elapsed();
         let labels = [
             ("route", route),
-            ("method", method.clone()),
+            ("method", method.to_owned()),
             ("status", status.to_string()),
         ];
         counter!(m::HTTP_REQUESTS, &labels).increment(1);

@@ -8,9 +8,9 @@ use crate::domain::metrics as m;
 use crate::domain::ports::{OrderCache, OrderReader};
 
 pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz::<R, C>))
-        .route("/readyz", web::get().to(readyz::<R, C>))
-        .route("/metrics", web::get().to(metrics::<R, C>));
+    cfg.service(super::readable("/healthz", healthz::<R, C>))
+        .service(super::readable("/readyz", readyz::<R, C>))
+        .service(super::readable("/metrics", metrics::<R, C>));
 }
 
 /// Alive: the process answers, and in an ingest role its consumer has not died.

@@ -81,7 +81,8 @@ struct ItemRow {
 }
 
 /// `1817` in `USD` as `1,817 USD`.
-fn money(amount: i64, currency: &str) -> String {
+fn money(amount: impl Into<i128>, currency: &str) -> String {
+    let amount: i128 = amount.into();
     let digits = amount.unsigned_abs().to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -187,7 +188,8 @@ async fn render_order<R: OrderReader, C: OrderCache>(
             "goods_total": money(p.goods_total, &cur),
             "delivery_cost": money(p.delivery_cost, &cur),
             "custom_fee": money(p.custom_fee, &cur),
-            "items_sum": money(order.items.iter().map(|i| i.total_price).sum(), &cur),
+            // i128: item totals at the top of i64 must add up, not overflow.
+            "items_sum": money(order.items.iter().map(|i| i128::from(i.total_price)).sum::<i128>(), &cur),
         }),
     );
     context.insert("items", &items);
@@ -197,6 +199,10 @@ async fn render_order<R: OrderReader, C: OrderCache>(
         header::ETAG,
         header::HeaderValue::from_str(&format!("\"{}\"", view.etag))
             .expect("hex is a valid header"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(super::api::ORDER_CACHE_CONTROL),
     );
     response
 }
@@ -230,5 +236,9 @@ mod tests {
         assert_eq!(super::money(1817, "USD"), "1,817 USD");
         assert_eq!(super::money(0, "EUR"), "0 EUR");
         assert_eq!(super::money(-1234567, "RUB"), "-1,234,567 RUB");
+        assert_eq!(
+            super::money(2 * i128::from(i64::MAX), "USD"),
+            "18,446,744,073,709,551,614 USD"
+        );
     }
 }
