@@ -116,6 +116,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub database_pool_size: u16,
 
+    /// Longest a database statement may run (PostgreSQL's `statement_timeout`), in
+    /// milliseconds; a call with no answer 5 s past it counts as a database outage.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", value_name = "DATABASE_STATEMENT_TIMEOUT_MS",
+          default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub database_statement_timeout_ms: u64,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 

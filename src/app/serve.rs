@@ -30,15 +30,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = &args.database.database_url;
     // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
     // connections ingest needs, nor ingest starve lookups.
-    let store = Arc::new(PgStore::new(pool(
-        url,
-        usize::from(args.database_pool_size),
-    )?));
-    let ingest_store = Arc::new(PgStore::new(pool(
-        url,
-        // One per batch in flight, and one for the dead-letter ledger.
-        usize::from(args.ingest_parallel_batches) + 1,
-    )?));
+    let timeout = Duration::from_millis(args.database_statement_timeout_ms);
+    let store = Arc::new(PgStore::new(
+        pool(url, usize::from(args.database_pool_size), timeout)?,
+        timeout,
+    ));
+    let ingest_store = Arc::new(PgStore::new(
+        // One connection per batch in flight, and one for the dead-letter ledger.
+        pool(url, usize::from(args.ingest_parallel_batches) + 1, timeout)?,
+        timeout,
+    ));
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
     }

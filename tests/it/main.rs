@@ -12,5 +12,6 @@ mod lookup;
 mod migrate;
 mod proxy;
 mod roundtrip;
+mod silent;
 mod ui;
 mod wire;

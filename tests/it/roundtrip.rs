@@ -216,7 +216,8 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
         .await
         .unwrap();
     let url = DatabaseUrl::from_str(&db.url).unwrap();
-    let store = Arc::new(PgStore::new(pool(&url, 2).unwrap()));
+    let timeout = std::time::Duration::from_secs(30);
+    let store = Arc::new(PgStore::new(pool(&url, 2, timeout).unwrap(), timeout));
     let handle = tokio::runtime::Handle::current();
 
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));

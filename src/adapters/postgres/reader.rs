@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use metrics::counter;
 use tokio_postgres::Row;
 
-use super::store::{PgStore, db_error, pool_error};
+use super::store::{PgStore, db_error};
 use crate::domain::metrics as m;
 use crate::domain::order::{ContentHash, Order, OrderUid};
 use crate::domain::ports::{OrderReader, StoreError, StoredOrder};
@@ -69,13 +69,14 @@ fn stored(row: &Row) -> Result<StoredOrder, StoreError> {
 impl OrderReader for PgStore {
     async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
         self.timed("find", async {
-            let client = self.pool().get().await.map_err(pool_error)?;
+            let mut client = self.conn().await?;
             let sql = format!("{SELECT_ORDER_JSON} WHERE o.order_uid = $1");
             let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
             let row = client
                 .query_opt(&statement, &[&uid.as_str()])
                 .await
                 .map_err(db_error)?;
+            client.keep();
             let found = row.as_ref().map(stored).transpose();
             if matches!(found, Err(StoreError::Unreadable { .. })) {
                 counter!(m::ORDERS_UNREADABLE).increment(1);
@@ -87,7 +88,7 @@ impl OrderReader for PgStore {
 
     async fn latest(&self, n: usize) -> Result<Vec<StoredOrder>, StoreError> {
         self.timed("latest", async {
-            let client = self.pool().get().await.map_err(pool_error)?;
+            let mut client = self.conn().await?;
             let sql = format!("{SELECT_ORDER_JSON} ORDER BY o.ingested_at DESC LIMIT $1");
             let limit = i64::try_from(n).unwrap_or(i64::MAX);
             let rows = client.query_raw(&sql, [limit]).await.map_err(db_error)?;
@@ -103,6 +104,7 @@ impl OrderReader for PgStore {
                     }
                 }
             }
+            client.keep();
             Ok(out)
         })
         .await

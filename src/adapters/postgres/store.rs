@@ -76,16 +76,17 @@ ON CONFLICT DO NOTHING
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Longest wait for any call, past which the server counts as unavailable.
     call_timeout: Duration,
 }
 
-/// How long one statement may run on the server (`statement_timeout`) unless the URL's
-/// `options` set one. A batch of a thousand orders takes well under a second.
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for one lookup (`find`, `ping`): a person is waiting.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// TCP settings that notice a server that went silent: keepalive probes on idle
-/// connections, and a limit on how long sent data may stay unacknowledged.
-fn silent_server_settings(config: &mut tokio_postgres::Config) {
+/// connections, and a limit on how long sent data may stay unacknowledged. And the
+/// server-side `statement_timeout`, unless the URL's `options` set one.
+fn silent_server_settings(config: &mut tokio_postgres::Config, statement_timeout: Duration) {
     config
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
@@ -94,16 +95,17 @@ fn silent_server_settings(config: &mut tokio_postgres::Config) {
         .tcp_user_timeout(Duration::from_secs(15));
     let options = config.get_options().unwrap_or_default().to_owned();
     if !options.contains("statement_timeout") {
-        let ms = STATEMENT_TIMEOUT.as_millis();
+        let ms = statement_timeout.as_millis();
         config.options(format!("{options} -c statement_timeout={ms}").trim_start());
     }
 }
 
-/// A pool for `url`, `size` connections at most. Connecting is lazy: the first query (or
-/// [`PgStore::ping`]) finds out whether the server answers.
-pub fn pool(url: &DatabaseUrl, size: usize) -> anyhow::Result<Pool> {
+/// A pool for `url`, `size` connections at most, whose statements may run for
+/// `statement_timeout`. Connecting is lazy: the first query (or [`PgStore::ping`]) finds out
+/// whether the server answers.
+pub fn pool(url: &DatabaseUrl, size: usize, statement_timeout: Duration) -> anyhow::Result<Pool> {
     let mut config = url.config().clone();
-    silent_server_settings(&mut config);
+    silent_server_settings(&mut config, statement_timeout);
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -122,11 +124,56 @@ pub fn pool(url: &DatabaseUrl, size: usize) -> anyhow::Result<Pool> {
         .map_err(|e| anyhow::anyhow!("cannot build the connection pool: {e}"))
 }
 
+/// A pooled connection that goes back to the pool only when the call using it said so
+/// ([`Conn::keep`], on success). One dropped mid-call, because the call timed out or
+/// failed, may sit on a hung or broken socket: it is closed instead of handed to the next
+/// caller, who would hang on it in turn.
+pub(crate) struct Conn {
+    object: Option<deadpool_postgres::Object>,
+    keep: bool,
+}
+
+impl Conn {
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        self.object.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Some(object) = self.object.take()
+        {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
+}
+
 impl PgStore {
-    pub fn new(pool: Pool) -> Self {
+    /// A connection from the pool, see [`Conn`].
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        let object = self.pool.get().await.map_err(pool_error)?;
+        Ok(Conn {
+            object: Some(object),
+            keep: false,
+        })
+    }
+
+    /// A store on `pool`, whose connections were made with this `statement_timeout`: a
+    /// call that has not answered 5 s after it counts as unavailable (the server stopped
+    /// answering without closing the connection).
+    pub fn new(pool: Pool, statement_timeout: Duration) -> Self {
         Self {
             pool,
-            call_timeout: STATEMENT_TIMEOUT + Duration::from_secs(5),
+            call_timeout: statement_timeout + Duration::from_secs(5),
         }
     }
 
@@ -136,9 +183,13 @@ impl PgStore {
 
     /// Whether the server answers a trivial query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client.simple_query("SELECT 1").await.map_err(db_error)?;
-        Ok(())
+        self.timed("ping", async {
+            let mut client = self.conn().await?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            client.keep();
+            Ok(())
+        })
+        .await
     }
 
     pub(crate) async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
@@ -146,13 +197,17 @@ impl PgStore {
         F: Future<Output = Result<T, StoreError>>,
     {
         let started = Instant::now();
-        // The last guard against a server that stops answering without closing (packets
-        // dropped): the statement timeout and TCP user timeout should end the call first.
-        let result = match tokio::time::timeout(self.call_timeout, f).await {
+        // The last guard against a server that stops answering without closing (a hung
+        // process, packets dropped): the statement timeout and the TCP user timeout end most
+        // such calls first, but neither sees a peer whose kernel still acknowledges.
+        let limit = match op {
+            "find" | "ping" => LOOKUP_TIMEOUT.min(self.call_timeout),
+            _ => self.call_timeout,
+        };
+        let result = match tokio::time::timeout(limit, f).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
-                "no answer from the database within {:?}",
-                self.call_timeout
+                "no answer from the database within {limit:?}"
             ))),
         };
         histogram!(m::DB_QUERY, "op" => op).record(started.elapsed().as_secs_f64());
@@ -272,7 +327,7 @@ impl OrderStore for PgStore {
                     }
                 }
             }
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let mut client = self.conn().await?;
             let statement = client
                 .prepare_cached(INSERT_BATCH)
                 .await
@@ -295,6 +350,7 @@ impl OrderStore for PgStore {
             let inserted: std::collections::HashSet<String> =
                 rows.iter().map(|r| r.get(0)).collect();
             if inserted.len() == n {
+                client.keep();
                 return Ok(vec![StoreOutcome::Inserted; n]);
             }
             let others: Vec<&str> = uids
@@ -309,6 +365,7 @@ impl OrderStore for PgStore {
                 .into_iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
+            client.keep();
             Ok(orders
                 .iter()
                 .map(|c| {
@@ -330,7 +387,7 @@ impl OrderStore for PgStore {
     async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
         self.timed("dead_lettered", async {
             let (topics, partitions, offsets, hashes) = id_columns(ids.iter());
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let mut client = self.conn().await?;
             let rows = client
                 .query(DEAD_LETTERED, &[&topics, &partitions, &offsets, &hashes])
                 .await
@@ -343,6 +400,7 @@ impl OrderStore for PgStore {
                     *slot = true;
                 }
             }
+            client.keep();
             Ok(seen)
         })
         .await
@@ -357,7 +415,7 @@ impl OrderStore for PgStore {
                 .iter()
                 .map(|l| l.detail.replace('\0', "\\0"))
                 .collect();
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let mut client = self.conn().await?;
             client
                 .execute(
                     RECORD_DEAD_LETTERS,
@@ -365,6 +423,7 @@ impl OrderStore for PgStore {
                 )
                 .await
                 .map_err(db_error)?;
+            client.keep();
             Ok(())
         })
         .await

@@ -1,0 +1,82 @@
+//! A PostgreSQL that stops answering without closing anything (a hung server, a network
+//! that drops packets): ingest and lookups must notice by their timeouts, report not ready,
+//! and carry on once it answers again.
+
+use std::time::{Duration, Instant};
+
+use order_svc::domain::generate::{GenerateOptions, Generator};
+
+use crate::helpers::{Serve, TestDb, count, http_get, order_svc, run, wait_for};
+use crate::kafka::{TestTopic, producer, send_all, wait_committed};
+use crate::proxy::CutProxy;
+
+fn orders(g: &mut Generator, n: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    (0..n)
+        .map(|_| {
+            let o = g.valid_order();
+            (Some(o.order_uid.clone()), o.to_json())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_database_makes_serve_not_ready_and_ingest_resumes_when_it_answers() {
+    let db = TestDb::unique();
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+    assert!(out.status.success(), "{stderr}");
+    let topic = TestTopic::create().await;
+    let proxy = CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let mut env = topic.serve_env(&url, "g");
+    env.push(("DATABASE_STATEMENT_TIMEOUT_MS", "2000".into()));
+    let serve = Serve::start(&env);
+    serve.wait_ready().await;
+
+    let mut g = Generator::new(GenerateOptions {
+        seed: 5,
+        ..GenerateOptions::default()
+    });
+    let first = orders(&mut g, 100);
+    send_all(&producer(), &topic.name, &first).await;
+    let client = db.client().await;
+    wait_for(60, "the first orders stored", || async {
+        (count(&client, "orders").await == 100).then_some(())
+    })
+    .await;
+
+    proxy.silence();
+    wait_for(15, "readyz to turn 503", || async {
+        (serve.status("/readyz").await == Some(503)).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    let (status, _, _) = http_get(serve.http_port, "/order/neverstoredsilent", &[])
+        .await
+        .expect("a lookup answers while the database is silent");
+    assert_eq!(status, 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    let second = orders(&mut g, 100);
+    send_all(&producer(), &topic.name, &second).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&client, "orders").await,
+        100,
+        "nothing written while silent"
+    );
+
+    proxy.restore();
+    wait_committed(&topic.name, "g", 200).await;
+    assert_eq!(count(&client, "orders").await, 200);
+    wait_for(15, "readyz back to 200", || async {
+        (serve.status("/readyz").await == Some(200)).then_some(())
+    })
+    .await;
+    assert!(serve.metric("ingest_retries_total").await >= 1.0);
+}
