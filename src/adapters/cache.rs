@@ -110,6 +110,15 @@ mod tests {
     struct SlowReader {
         n: usize,
         finds: AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    fn reader(n: usize) -> Arc<SlowReader> {
+        Arc::new(SlowReader {
+            n,
+            finds: AtomicUsize::new(0),
+            down: Default::default(),
+        })
     }
 
     fn stored(i: usize) -> StoredOrder {
@@ -126,6 +135,9 @@ mod tests {
         async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
             self.finds.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable(anyhow::anyhow!("down")));
+            }
             let i: usize = uid.as_str()[1..].parse().unwrap();
             Ok((i < self.n).then(|| stored(i)))
         }
@@ -137,10 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_for_one_uid_cost_one_query() {
-        let reader = Arc::new(SlowReader {
-            n: 10,
-            finds: AtomicUsize::new(0),
-        });
+        let reader = reader(10);
         let lookup = Arc::new(Lookup::new(reader.clone(), MokaCache::new(1 << 20)));
         let uid = OrderUid::parse("o3").unwrap();
         let answers = futures::future::join_all((0..50).map(|_| lookup.get(&uid))).await;
@@ -154,25 +163,47 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_load_is_not_cached() {
-        let reader = Arc::new(SlowReader {
-            n: 1,
-            finds: AtomicUsize::new(0),
-        });
+        let reader = reader(1);
+        reader.down.store(true, Ordering::SeqCst);
         let lookup = Lookup::new(reader.clone(), MokaCache::new(1 << 20));
-        let uid = OrderUid::parse("o7").unwrap();
-        assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
-        assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
+        let uid = OrderUid::parse("o0").unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                lookup.get(&uid).await,
+                Err(LookupError::Unavailable(_))
+            ));
+        }
         assert_eq!(reader.finds.load(Ordering::SeqCst), 2);
+        reader.down.store(false, Ordering::SeqCst);
+        assert_eq!(lookup.get(&uid).await.unwrap().1, Source::Store);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_uid_is_remembered_until_the_order_is_stored() {
+        let reader = reader(1);
+        let cache = MokaCache::new(1 << 20);
+        let lookup = Lookup::new(reader.clone(), cache.clone());
+        let uid = OrderUid::parse("o7").unwrap();
+        for _ in 0..3 {
+            assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
+        }
+        assert_eq!(
+            reader.finds.load(Ordering::SeqCst),
+            1,
+            "one query, then memory"
+        );
+        let s = stored(7);
+        cache
+            .put(uid.clone(), OrderView::new(s.json.into(), &s.hash))
+            .await;
+        assert_eq!(lookup.get(&uid).await.unwrap().1, Source::Cache);
     }
 
     #[tokio::test]
     async fn after_a_preload_over_capacity_the_newest_orders_stay() {
         // Room for about 50 orders of ~102 bytes; preload 200.
         let cache = MokaCache::new(50 * 102);
-        let reader = Arc::new(SlowReader {
-            n: 200,
-            finds: AtomicUsize::new(0),
-        });
+        let reader = reader(200);
         let lookup = Lookup::new(reader, cache.clone());
         assert_eq!(lookup.preload(200).await.unwrap(), 200);
         cache.settle().await;
