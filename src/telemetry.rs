@@ -105,7 +105,32 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         m::PRODUCER_SENDS,
         "Messages published by produce, by result."
     );
-    describe_counter!(m::CACHE_REQUESTS, "Cache lookups by result: hit or miss.");
+    describe_counter!(
+        m::CACHE_REQUESTS,
+        "Cache lookups by result: hit, miss, or negative_hit (an unknown uid answered from memory)."
+    );
+    describe_counter!(
+        m::ORDERS_UNREADABLE,
+        "Stored rows that do not read back as an order (skipped by the preload, 500 on lookup)."
+    );
+    describe_counter!(
+        m::HEADERS_UNREADABLE,
+        "Kafka message headers whose name is not UTF-8 (kept under U+FFFD without a value)."
+    );
+    describe_counter!(
+        m::CONSUMER_FAILURES,
+        "Times the Kafka consumer ended other than by shutdown (the process then exits non-zero)."
+    );
+    // Counters that alerts watch exist from the start, at 0, so that `increase` sees the
+    // first event rather than a series appearing.
+    for name in [
+        m::ORDERS_UNREADABLE,
+        m::HEADERS_UNREADABLE,
+        m::CONSUMER_FAILURES,
+        m::INGEST_RETRIES,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
     describe_gauge!(m::CACHE_ENTRIES, Unit::Count, "Orders in the cache.");
     describe_gauge!(
         m::CACHE_BYTES,
