@@ -3,7 +3,8 @@
 //! same tables (the most PostgreSQL can take, with no Kafka, JSON or validation at all).
 //!
 //! Settings (environment): BENCH_ORDERS (200000), BENCH_RUNS (3), BENCH_INVALID_RATE (0.1),
-//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS. Run through `cargo bench`; under `cargo test` it
+//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS, and BENCH_BIN: another `order-svc` binary to run
+//! instead of this build's (an older commit's, to compare before and after a change). Run through `cargo bench`; under `cargo test` it
 //! only says it was skipped.
 
 use std::process::{Command, Stdio};
@@ -30,6 +31,11 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The binary measured: BENCH_BIN, or this build's.
+fn bin() -> String {
+    std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_order-svc").to_owned())
 }
 
 #[tokio::main]
@@ -159,7 +165,7 @@ impl Database {
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
         let url = format!("{base}/{name}");
-        let status = Command::new(env!("CARGO_BIN_EXE_order-svc"))
+        let status = Command::new(bin())
             .arg("migrate")
             .env("DATABASE_URL", &url)
             .stdout(Stdio::null())
@@ -196,7 +202,7 @@ async fn drain_with_serve(
     valid: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_order-svc"))
+    let mut child = Command::new(bin())
         .arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("KAFKA_BROKERS", brokers)

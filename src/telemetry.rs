@@ -131,6 +131,21 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
     ] {
         metrics::counter!(name).absolute(0);
     }
+    // Likewise every value of the bounded labels: a series that is 0 says "none yet",
+    // where a missing one could also mean "renamed".
+    for outcome in ["stored", "duplicate", "conflict", "rejected"] {
+        metrics::counter!(m::ORDERS_INGESTED, "outcome" => outcome).absolute(0);
+    }
+    for result in ["hit", "miss", "negative_hit"] {
+        metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
+    }
+    let reasons = crate::domain::validate::RejectReason::ALL.map(|r| r.code());
+    for reason in reasons
+        .into_iter()
+        .chain([crate::domain::message::CONFLICT])
+    {
+        metrics::counter!(m::DEAD_LETTERS, "reason" => reason).absolute(0);
+    }
     describe_gauge!(m::CACHE_ENTRIES, Unit::Count, "Orders in the cache.");
     describe_gauge!(
         m::CACHE_BYTES,

@@ -220,6 +220,11 @@ async fn each_corruption_is_dead_lettered_with_its_reason() {
     let report = run(&ingest, &batch).await;
     assert_eq!(report.rejected, 400);
     let sent = sink.sent.lock().unwrap();
+    assert_eq!(
+        sent.len(),
+        400,
+        "every rejected message is dead-lettered once"
+    );
     for (offset, reason) in sent.iter() {
         let kind: Corruption = generated[*offset as usize].corruption.unwrap();
         assert_eq!(*reason, kind.expected().0.code(), "{kind:?}");

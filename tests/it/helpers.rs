@@ -42,24 +42,17 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// The binary under test, run from a temporary directory so that a developer's `.env`
-/// cannot leak into it, with no inherited order-svc settings.
+/// The binary under test, with a clean environment (only `PATH` and `HOME` are kept, so no
+/// setting of the developer's shell reaches it), run from an empty directory of its own so
+/// that no `.env` can either.
 pub fn order_svc() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-svc"));
-    cmd.current_dir(std::env::temp_dir());
-    for (key, _) in std::env::vars() {
-        let ours = [
-            "DATABASE_URL",
-            "KAFKA_",
-            "HTTP_ADDR",
-            "GENERATE_",
-            "INGEST_",
-            "PRODUCE_",
-            "VALIDATION_",
-            "LOG_FORMAT",
-        ];
-        if ours.iter().any(|p| key.starts_with(p)) {
-            cmd.env_remove(key);
+    let cwd = std::env::temp_dir().join(format!("order-svc-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&cwd).expect("a working directory for the binary");
+    cmd.current_dir(cwd).env_clear();
+    for key in ["PATH", "HOME"] {
+        if let Ok(value) = std::env::var(key) {
+            cmd.env(key, value);
         }
     }
     cmd
@@ -217,18 +210,20 @@ impl Serve {
         .await;
     }
 
-    /// A counter's value from /metrics (0 when absent).
+    /// A series' value from /metrics. A missing series fails the test: a renamed metric
+    /// must not pass for one that is 0 (serve exports its counters at 0 from the start).
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, _, body) = http_get(self.http_port, "/metrics", &[])
             .await
             .expect("metrics answer");
-        String::from_utf8_lossy(&body)
-            .lines()
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)
+                    .filter(|rest| rest.starts_with(' '))
                     .and_then(|rest| rest.trim().parse().ok())
             })
-            .unwrap_or(0.0)
+            .unwrap_or_else(|| panic!("/metrics has no series {series}:\n{text}"))
     }
 
     pub fn terminate(&self) {

@@ -289,6 +289,14 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
         valid.len() as f64,
         "each order stored once"
     );
+    // The primary key would hide two processes reading the same partitions; the duplicates
+    // they count would not: in a clean run each message is consumed by one process, once.
+    let duplicate = "orders_ingested_total{outcome=\"duplicate\"}";
+    assert_eq!(
+        a.metric(duplicate).await + b.metric(duplicate).await,
+        0.0,
+        "no message was consumed by both processes"
+    );
     assert_eq!(
         count(&db.client().await, "orders").await,
         valid.len() as i64
