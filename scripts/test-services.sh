@@ -27,9 +27,16 @@ if ! pg_isready -q -h "$pg_host" -p "$pg_port"; then
   }
 fi
 
-# Each test makes a database named it_<random>; drop those a previous run left behind.
+# Each test makes a database named it_<pid of the test process>_<random>. Drop those whose
+# test process is gone (a run that ended or crashed), never those of a run still going.
 psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -Atc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'it\_%'" |
-  while read -r db; do psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+  while read -r db; do
+    pid=$(echo "$db" | cut -d_ -f2)
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+    psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+  done
+# And the working directories and logs of binaries run by earlier tests.
+find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'order-svc-it-*' -mmin +120 -exec rm -rf {} + 2>/dev/null || true
 
 scripts/tansu.sh start "${brokers##*:}" "$state"

@@ -83,7 +83,7 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
     let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
     assert!(out.status.success(), "{stderr}");
     let topic = TestTopic::create().await;
-    let serve = Serve::start(&topic.serve_env(&db.url, "dash"));
+    let serve = Serve::start(&topic.serve_env(&db.url, "dash")).await;
     serve.wait_ready().await;
     // Traffic of every kind, so that every histogram has observations.
     let (out, _, stderr) = run(order_svc()

@@ -10,6 +10,34 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// `host:port` of the tests' PostgreSQL, as written in TEST_DATABASE_URL.
+pub fn pg_host_port() -> String {
+    let url = admin_url();
+    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let host = after_scheme
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// The tests' PostgreSQL as a socket address, for proxies put in front of it.
+pub fn pg_addr() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    pg_host_port()
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .expect("TEST_DATABASE_URL names a reachable host")
+}
+
 /// A database name no other test uses. It does not exist until something creates it.
 pub struct TestDb {
     pub name: String,
@@ -18,7 +46,13 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn unique() -> Self {
-        let name = format!("it_{}", uuid::Uuid::new_v4().simple());
+        // The test process's id in the name lets `just test` drop the databases of runs
+        // that are over, and only those, so two runs on one machine leave each other alone.
+        let name = format!(
+            "it_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         let admin = admin_url();
         let base = admin
             .rsplit_once('/')
@@ -166,6 +200,18 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The port of serve's "serving HTTP" log line (`addr=127.0.0.1:PORT`, colours or not).
+fn bound_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("serving HTTP"))?;
+    let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
 /// `order-svc serve` as a child process, killed when dropped.
 pub struct Serve {
     pub child: std::process::Child,
@@ -174,9 +220,10 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts `serve` with these settings (DATABASE_URL, KAFKA_*, ...) and a free HTTP port.
-    pub fn start(env: &[(&str, String)]) -> Self {
-        let http_port = free_port();
+    /// Starts `serve` with these settings (DATABASE_URL, KAFKA_*, ...), listening on a port
+    /// the system picks (port 0), which is read back from its log: no race with another
+    /// process for a port found free a moment earlier.
+    pub async fn start(env: &[(&str, String)]) -> Self {
         let log = std::env::temp_dir().join(format!(
             "order-svc-it-{}.log",
             uuid::Uuid::new_v4().simple()
@@ -184,14 +231,29 @@ impl Serve {
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = order_svc();
         cmd.arg("serve")
-            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,order_svc=debug")
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("serve starts");
+        let mut child = cmd.spawn().expect("serve starts");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let http_port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(port) = bound_port(&text) {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("serve exited ({status}) before listening:\n{text}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve did not listen within 60 s:\n{text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         Self {
             child,
             http_port,

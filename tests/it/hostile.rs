@@ -21,7 +21,7 @@ async fn migrated_db() -> TestDb {
 #[tokio::test]
 async fn headers_keys_and_payloads_of_any_bytes_neither_stop_nor_bend_ingest() {
     let (db, topic) = (migrated_db().await, TestTopic::create().await);
-    let serve = Serve::start(&topic.serve_env(&db.url, "g"));
+    let serve = Serve::start(&topic.serve_env(&db.url, "g")).await;
     serve.wait_ready().await;
 
     let mut g = Generator::new(GenerateOptions::default());
@@ -142,7 +142,7 @@ async fn the_first_version_of_a_uid_wins_across_batches_in_flight() {
     env.push(("INGEST_BATCH_MAX", "20".into()));
     env.push(("INGEST_PARALLEL_BATCHES", "4".into()));
     env.push(("DATABASE_POOL_SIZE", "8".into()));
-    let _serve = Serve::start(&env);
+    let _serve = Serve::start(&env).await;
     wait_committed(&topic.name, "g", messages.len()).await;
 
     let client = db.client().await;

@@ -88,7 +88,7 @@ async fn a_mixed_stream_lands_exactly_once_each() {
     let placed = send_all(&producer(), &topic.name, &messages).await;
     let mut env = topic.serve_env(&db.url, "g1");
     env.push(("VALIDATION_CONSISTENCY", "reject".into()));
-    let serve = Serve::start(&env);
+    let serve = Serve::start(&env).await;
     serve.wait_ready().await;
     wait_for_orders(&db, valid.len() as i64, 60).await;
 
@@ -171,12 +171,12 @@ async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_le
     let invalid = messages.len() - valid.len();
     send_all(&producer(), &topic.name, &messages).await;
 
-    let first = Serve::start(&topic.serve_env(&db.url, "first"));
+    let first = Serve::start(&topic.serve_env(&db.url, "first")).await;
     wait_for_orders(&db, valid.len() as i64, 60).await;
     wait_committed(&topic.name, "first", messages.len()).await;
     drop(first);
 
-    let replay = Serve::start(&topic.serve_env(&db.url, "second"));
+    let replay = Serve::start(&topic.serve_env(&db.url, "second")).await;
     wait_committed(&topic.name, "second", messages.len()).await;
     assert_eq!(
         replay
@@ -204,7 +204,7 @@ async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once()
 
     let mut env = topic.serve_env(&db.url, "crashy");
     env.push(("INGEST_BATCH_MAX", "200".into()));
-    let mut serve = Serve::start(&env);
+    let mut serve = Serve::start(&env).await;
     wait_for_orders(&db, 1_000, 60).await;
     serve.child.kill().unwrap(); // SIGKILL: no chance to commit anything more
     serve.child.wait().unwrap();
@@ -215,7 +215,7 @@ async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once()
         "the crash must come mid-stream ({at_crash} stored)"
     );
 
-    let _again = Serve::start(&env);
+    let _again = Serve::start(&env).await;
     wait_for_orders(&db, valid.len() as i64, 120).await;
     wait_committed(&topic.name, "crashy", messages.len()).await;
     assert_eq!(count(&client, "orders").await, valid.len() as i64);
@@ -235,7 +235,7 @@ async fn sigterm_commits_exactly_what_was_stored_and_exits_cleanly() {
 
     let mut env = topic.serve_env(&db.url, "graceful");
     env.push(("INGEST_BATCH_MAX", "200".into()));
-    let mut serve = Serve::start(&env);
+    let mut serve = Serve::start(&env).await;
     wait_for_orders(&db, 1_000, 60).await;
     serve.terminate();
     let started = std::time::Instant::now();
@@ -263,8 +263,8 @@ async fn sigterm_commits_exactly_what_was_stored_and_exits_cleanly() {
 async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
     let (db, topic) = (migrated_db().await, TestTopic::create().await);
     let env = topic.serve_env(&db.url, "shared");
-    let a = Serve::start(&env);
-    let b = Serve::start(&env);
+    let a = Serve::start(&env).await;
+    let b = Serve::start(&env).await;
     a.wait_ready().await;
     b.wait_ready().await;
     // Let the group settle on two members before the stream starts.
@@ -306,15 +306,16 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
 #[tokio::test]
 async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     let (db, topic) = (migrated_db().await, TestTopic::create().await);
-    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let proxied_url = db
-        .url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let proxy = crate::proxy::CutProxy::start(crate::helpers::pg_addr()).await;
+    let proxied_url = db.url.replace(
+        &crate::helpers::pg_host_port(),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
     assert_ne!(
         proxied_url, db.url,
-        "TEST_DATABASE_URL must use 127.0.0.1:5432 for this test"
+        "the test reaches PostgreSQL through the proxy"
     );
-    let serve = Serve::start(&topic.serve_env(&proxied_url, "outage"));
+    let serve = Serve::start(&topic.serve_env(&proxied_url, "outage")).await;
     serve.wait_ready().await;
 
     let (messages, valid, _) = generate(26, 3_000, 0.1);
@@ -364,13 +365,14 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
 #[tokio::test]
 async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
     let (db, topic) = (migrated_db().await, TestTopic::create().await);
-    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let proxied_url = db
-        .url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let proxy = crate::proxy::CutProxy::start(crate::helpers::pg_addr()).await;
+    let proxied_url = db.url.replace(
+        &crate::helpers::pg_host_port(),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
     let mut env = topic.serve_env(&proxied_url, "cut-then-stop");
     env.push(("INGEST_BATCH_MAX", "100".into()));
-    let mut serve = Serve::start(&env);
+    let mut serve = Serve::start(&env).await;
     serve.wait_ready().await;
     let (first, _, _) = generate(27, 500, 0.0);
     send_all(&producer(), &topic.name, &first).await;

@@ -58,9 +58,16 @@ impl TestTopic {
             ("KAFKA_BROKERS", brokers()),
             ("KAFKA_TOPIC", self.name.clone()),
             ("KAFKA_DLQ_TOPIC", self.dlq.clone()),
-            ("KAFKA_GROUP_ID", group.to_owned()),
+            ("KAFKA_GROUP_ID", group_id(&self.name, group)),
         ]
     }
+}
+
+/// The consumer group a test calls `group` on `topic`: named after the topic too, so that
+/// two test runs on one broker never share a group (a shared group would rebalance across
+/// them).
+pub fn group_id(topic: &str, group: &str) -> String {
+    format!("{topic}-{group}")
 }
 
 pub fn producer() -> FutureProducer {
@@ -167,7 +174,10 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration) -> Vec<R
 /// The offsets `group` committed on `topic`, summed over partitions (offsets start at 0, so
 /// the sum counts the messages the group is done with).
 pub fn committed_total(topic: &str, group: &str) -> i64 {
-    let consumer: BaseConsumer = config().set("group.id", group).create().unwrap();
+    let consumer: BaseConsumer = config()
+        .set("group.id", group_id(topic, group))
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition(topic, p);

@@ -47,7 +47,7 @@ impl Stored {
         send_all(&producer(), &topic.name, &messages).await;
         let mut env = topic.serve_env(&db.url, "ingest");
         env.push(("SERVE_ROLE", "ingest".into()));
-        let ingest = Serve::start(&env);
+        let ingest = Serve::start(&env).await;
         let client = db.client().await;
         wait_for(60, "orders stored", || async {
             (count(&client, "orders").await == orders.len() as i64).then_some(())
@@ -57,11 +57,11 @@ impl Stored {
         Self { db, topic, orders }
     }
 
-    pub fn api(&self, extra: &[(&'static str, &str)]) -> Serve {
+    pub async fn api(&self, extra: &[(&'static str, &str)]) -> Serve {
         let mut env = self.topic.serve_env(&self.db.url, "api");
         env.push(("SERVE_ROLE", "api".into()));
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        Serve::start(&env)
+        Serve::start(&env).await
     }
 
     pub fn uid(&self, i: usize) -> &str {
@@ -91,7 +91,7 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
 #[tokio::test]
 async fn an_uncached_order_is_a_miss_then_a_hit_and_equals_what_arrived() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[("CACHE_PRELOAD", "0")]);
+    let serve = stored.api(&[("CACHE_PRELOAD", "0")]).await;
     serve.wait_ready().await;
     let canonical = stored.orders.len() - 1;
     let first = get(&serve, &format!("/order/{}", stored.uid(canonical))).await;
@@ -112,7 +112,7 @@ async fn an_uncached_order_is_a_miss_then_a_hit_and_equals_what_arrived() {
 #[tokio::test]
 async fn after_a_restart_the_preload_makes_the_first_lookup_a_hit() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     for i in [0, 5, stored.orders.len() - 1] {
         let reply = get(&serve, &format!("/order/{}", stored.uid(i))).await;
@@ -132,7 +132,7 @@ async fn after_a_restart_the_preload_makes_the_first_lookup_a_hit() {
 #[tokio::test]
 async fn unknown_and_malformed_uids_get_json_errors() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     assert_error(&get(&serve, "/order/nosuchorder1").await, 404, "not_found");
     let too_long = format!("/order/{}", "a".repeat(65));
@@ -158,7 +158,7 @@ async fn unknown_and_malformed_uids_get_json_errors() {
 #[tokio::test]
 async fn a_matching_etag_gets_304_and_a_wrong_method_gets_405() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     let path = format!("/order/{}", stored.uid(3));
     let first = get(&serve, &path).await;
@@ -185,17 +185,17 @@ async fn a_matching_etag_gets_304_and_a_wrong_method_gets_405() {
 #[tokio::test]
 async fn with_postgres_down_a_cached_order_is_200_and_an_uncached_one_is_503() {
     let stored = Stored::new(vec![]).await;
-    let proxy = crate::proxy::CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = stored
-        .db
-        .url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let proxy = crate::proxy::CutProxy::start(crate::helpers::pg_addr()).await;
+    let url = stored.db.url.replace(
+        &crate::helpers::pg_host_port(),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
     let mut env = stored.topic.serve_env(&url, "api");
     env.extend([
         ("SERVE_ROLE", "api".to_owned()),
         ("CACHE_PRELOAD", "0".to_owned()),
     ]);
-    let serve = Serve::start(&env);
+    let serve = Serve::start(&env).await;
     serve.wait_ready().await;
     assert_eq!(
         get(&serve, &format!("/order/{}", stored.uid(0))).await.0,
@@ -229,7 +229,7 @@ async fn hostile_field_values_are_shown_as_text_on_the_server_rendered_page() {
     hostile["delivery"]["name"] = "<script>alert(1)</script>".into();
     hostile["items"][0]["brand"] = "\"><img src=x onerror=alert(2)>".into();
     let stored = Stored::new(vec![hostile]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     let page = get(&serve, "/orders/hostile1").await;
     assert_eq!(page.0, 200);
@@ -261,7 +261,7 @@ async fn hostile_field_values_are_shown_as_text_on_the_server_rendered_page() {
 #[tokio::test]
 async fn openapi_describes_the_real_responses() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     let spec = json(&get(&serve, "/openapi.json").await);
     let order_path = &spec["paths"]["/order/{order_uid}"]["get"]["responses"];
@@ -396,7 +396,7 @@ async fn an_unreadable_row_is_skipped_by_the_preload_and_answered_with_a_json_er
         ))
         .await
         .unwrap();
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     assert_eq!(serve.metric("orders_unreadable_total").await, 1.0);
 
@@ -415,7 +415,7 @@ async fn an_unreadable_row_is_skipped_by_the_preload_and_answered_with_a_json_er
 #[tokio::test]
 async fn every_route_answers_a_wrong_method_with_405_and_allow() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     let order = format!("/order/{}", stored.uid(0));
     let page = format!("/orders/{}", stored.uid(0));
@@ -450,7 +450,7 @@ async fn every_route_answers_a_wrong_method_with_405_and_allow() {
 #[tokio::test]
 async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() {
     let stored = Stored::new(vec![]).await;
-    let serve = stored.api(&[("CACHE_PRELOAD", "0")]);
+    let serve = stored.api(&[("CACHE_PRELOAD", "0")]).await;
     serve.wait_ready().await;
     for path in [
         format!("/order/{}", stored.uid(0)),

@@ -25,13 +25,14 @@ async fn a_silent_database_makes_serve_not_ready_and_ingest_resumes_when_it_answ
     let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
     assert!(out.status.success(), "{stderr}");
     let topic = TestTopic::create().await;
-    let proxy = CutProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = db
-        .url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let proxy = CutProxy::start(crate::helpers::pg_addr()).await;
+    let url = db.url.replace(
+        &crate::helpers::pg_host_port(),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
     let mut env = topic.serve_env(&url, "g");
     env.push(("DATABASE_STATEMENT_TIMEOUT_MS", "2000".into()));
-    let serve = Serve::start(&env);
+    let serve = Serve::start(&env).await;
     serve.wait_ready().await;
 
     let mut g = Generator::new(GenerateOptions {

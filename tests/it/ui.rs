@@ -99,7 +99,7 @@ async fn a_person_searches_a_uid_and_reads_the_order() {
     hostile["delivery"]["name"] = "<script>alert(1)</script>".into();
     hostile["items"][0]["brand"] = "<img src=x onerror=\"window.pwned=1\">".into();
     let stored = Stored::new(vec![hostile]).await;
-    let serve = stored.api(&[]);
+    let serve = stored.api(&[]).await;
     serve.wait_ready().await;
     let (_driver, client) = browser().await;
     let base = format!("http://127.0.0.1:{}", serve.http_port);
