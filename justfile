@@ -111,3 +111,13 @@ status:
 [group('stack')]
 smoke:
     scripts/smoke.sh
+
+# Coverage-guided fuzzing of the gate and the dead-letter detail, SECONDS per target.
+[group('measure')]
+fuzz SECONDS="600":
+    scripts/fuzz.sh {{ SECONDS }}
+
+# schemathesis against /openapi.json of a running serve with real orders.
+[group('measure')]
+fuzz-http EXAMPLES="100": test-services
+    scripts/fuzz-http.sh {{ EXAMPLES }}
