@@ -121,3 +121,9 @@ fuzz SECONDS="600":
 [group('measure')]
 fuzz-http EXAMPLES="100": test-services
     scripts/fuzz-http.sh {{ EXAMPLES }}
+
+# Faults from outside while a mixed stream flows (kill -9, PostgreSQL restarts and silence,
+# a frozen broker, consumers joining and leaving, the dead-letter topic gone), release build.
+[group('measure')]
+chaos: test-services
+    cargo test --release --test it chaos_full -- --ignored --nocapture --test-threads 1

@@ -18,19 +18,19 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --quiet --locked cargo-fuzz@0.13.1
 fi
 
+corpus=fuzz/corpus/decode_validate
+if [ ! -d "$corpus" ]; then
+  mkdir -p "$corpus"
+  cp tests/data/model.json "$corpus/model.json"
+  cargo run --quiet --release --bin order-svc -- generate --count 300 --invalid-rate 0.5 --seed 9 \
+    --max-message-bytes 65536 2>/dev/null |
+    split -l 1 -a 4 - "$corpus/generated-"
+fi
 # The fuzz build has its own flags: its own target directory keeps the main build cache warm.
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/order-svc/fuzz-target}
 # libFuzzer's instrumentation needs unstable rustc flags; this is the one toolchain here.
 export RUSTC_BOOTSTRAP=1
 
-corpus=fuzz/corpus/decode_validate
-if [ ! -d "$corpus" ]; then
-  mkdir -p "$corpus"
-  cp tests/data/model.json "$corpus/model.json"
-  cargo run --quiet --release -- generate --count 300 --invalid-rate 0.5 --seed 9 \
-    --max-message-bytes 65536 2>/dev/null |
-    split -l 1 -a 4 - "$corpus/generated-"
-fi
 mkdir -p fuzz/corpus/dead_letter_detail
 
 for target in "${targets[@]}"; do

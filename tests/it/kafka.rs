@@ -18,8 +18,12 @@ pub fn brokers() -> String {
 }
 
 fn config() -> ClientConfig {
+    config_on(&brokers())
+}
+
+pub fn config_on(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers())
+    c.set("bootstrap.servers", brokers)
         .set("message.max.bytes", "16777216");
     c
 }
@@ -28,13 +32,19 @@ fn config() -> ClientConfig {
 pub struct TestTopic {
     pub name: String,
     pub dlq: String,
+    pub brokers: String,
 }
 
 impl TestTopic {
     pub async fn create() -> Self {
+        Self::create_on(&brokers()).await
+    }
+
+    /// The topics on another broker than the tests' shared one.
+    pub async fn create_on(brokers: &str) -> Self {
         let name = format!("it-{}", uuid::Uuid::new_v4().simple());
         let dlq = format!("{name}.dlq");
-        let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+        let admin: AdminClient<DefaultClientContext> = config_on(brokers).create().unwrap();
         let topics = [
             NewTopic::new(&name, PARTITIONS, TopicReplication::Fixed(1)),
             NewTopic::new(&dlq, PARTITIONS, TopicReplication::Fixed(1)),
@@ -48,14 +58,18 @@ impl TestTopic {
                 panic!("cannot create {t}: {e} (is the broker up? `just test-services`)")
             });
         }
-        Self { name, dlq }
+        Self {
+            name,
+            dlq,
+            brokers: brokers.to_owned(),
+        }
     }
 
     /// Settings that point `serve` at this topic and `db`.
     pub fn serve_env(&self, database_url: &str, group: &str) -> Vec<(&'static str, String)> {
         vec![
             ("DATABASE_URL", database_url.to_owned()),
-            ("KAFKA_BROKERS", brokers()),
+            ("KAFKA_BROKERS", self.brokers.clone()),
             ("KAFKA_TOPIC", self.name.clone()),
             ("KAFKA_DLQ_TOPIC", self.dlq.clone()),
             ("KAFKA_GROUP_ID", group_id(&self.name, group)),
@@ -121,7 +135,16 @@ pub struct Read {
 /// Reads the whole topic from the start with a fresh group until `expected` messages came, then
 /// waits `settle` more to catch any extra.
 pub async fn read_topic(topic: &str, expected: usize, settle: Duration) -> Vec<Read> {
-    let consumer: StreamConsumer = config()
+    read_topic_on(&brokers(), topic, expected, settle).await
+}
+
+pub async fn read_topic_on(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    settle: Duration,
+) -> Vec<Read> {
+    let consumer: StreamConsumer = config_on(brokers)
         .set(
             "group.id",
             format!("reader-{}", uuid::Uuid::new_v4().simple()),
@@ -174,7 +197,11 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration) -> Vec<R
 /// The offsets `group` committed on `topic`, summed over partitions (offsets start at 0, so
 /// the sum counts the messages the group is done with).
 pub fn committed_total(topic: &str, group: &str) -> i64 {
-    let consumer: BaseConsumer = config()
+    committed_total_on(&brokers(), topic, group)
+}
+
+pub fn committed_total_on(brokers: &str, topic: &str, group: &str) -> i64 {
+    let consumer: BaseConsumer = config_on(brokers)
         .set("group.id", group_id(topic, group))
         .create()
         .unwrap();
