@@ -225,12 +225,12 @@ impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
         orders: &[CheckedOrder],
         rounds: &[usize],
     ) -> Result<Vec<Result<StoreOutcome, String>>, StoreError> {
-        let last = rounds.iter().copied().max();
-        if last.unwrap_or(0) == 0 {
+        let last = rounds.iter().copied().max().unwrap_or(0);
+        if last == 0 {
             return self.store_all(orders).await;
         }
         let mut outcomes: Vec<Option<Result<StoreOutcome, String>>> = vec![None; orders.len()];
-        for round in 0..=last.unwrap_or(0) {
+        for round in 0..=last {
             let members: Vec<usize> = (0..orders.len()).filter(|&i| rounds[i] == round).collect();
             let these: Vec<CheckedOrder> = members.iter().map(|&i| orders[i].clone()).collect();
             for (i, outcome) in members.into_iter().zip(self.store_all(&these).await?) {

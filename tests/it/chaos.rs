@@ -639,44 +639,57 @@ async fn chaos(plan: Plan, broker: Option<&OwnBroker>, db_url: String, pg: Optio
         let started = Instant::now();
         let admin: AdminClient<DefaultClientContext> =
             config_on(&world.topic.brokers).create().unwrap();
+        // A producer that knows the topic, as serve's does, tells whether the broker really
+        // refuses messages for it once it is deleted.
+        let probe: FutureProducer = config_on(&world.topic.brokers)
+            .set("message.timeout.ms", "5000")
+            .create()
+            .unwrap();
+        let dlq = world.topic.dlq.clone();
+        let send_probe = || {
+            probe.send(
+                FutureRecord::<str, str>::to(&dlq).payload("probe"),
+                Duration::from_secs(6),
+            )
+        };
+        send_probe()
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the dead-letter topic takes a probe");
         let deleted = admin
             .delete_topics(&[&world.topic.dlq], &AdminOptions::new())
             .await
             .map(|r| r.into_iter().all(|x| x.is_ok()))
             .unwrap_or(false);
-        if deleted {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let recreate = NewTopic::new(&world.topic.dlq, PARTITIONS, TopicReplication::Fixed(1));
+        if deleted && send_probe().await.is_err() {
             world.dlq_from = world.ledger.placed.len();
-            let slice = next(slice);
-            let sending = world.send(slice, plan.per_second);
-            let placed = sending.await.unwrap();
-            let first_dead = placed
+            let placed = world.send(next(slice), plan.per_second).await.unwrap();
+            let dead_sent = placed
                 .iter()
-                .find(|(_, b)| accept(b, LIMIT, Consistency::Warn).is_err())
-                .map(|(at, _)| *at);
+                .any(|(_, b)| accept(b, LIMIT, Consistency::Warn).is_err());
             world.ledger.placed.extend(placed);
             tokio::time::sleep(Duration::from_secs(5)).await;
             let committed = committed_total_on(&world.topic.brokers, &world.topic.name, "chaos");
-            if first_dead.is_some() {
-                assert!(
-                    committed < world.ledger.placed.len() as i64,
-                    "chaos: dead-letter outage: everything was committed ({committed}) while the dead-letter topic was gone"
-                );
-            }
-            let topic = NewTopic::new(&world.topic.dlq, PARTITIONS, TopicReplication::Fixed(1));
+            assert!(
+                !dead_sent || committed < world.ledger.placed.len() as i64,
+                "chaos: dead-letter outage: everything was committed ({committed}) while the dead-letter topic was gone"
+            );
             admin
-                .create_topics(&[topic], &AdminOptions::new())
+                .create_topics(&[recreate], &AdminOptions::new())
                 .await
                 .unwrap();
-            world
-                .check(
-                    "dead-letter topic gone",
-                    "dead-letter topic deleted for 5 s, then re-created; offsets held meanwhile",
-                    started,
-                )
-                .await;
+            let did = format!(
+                "dead-letter topic deleted for 5 s (offsets held at {committed}), then re-created"
+            );
+            world.check("dead-letter topic gone", &did, started).await;
         } else {
+            // tansu's memory storage takes messages for a deleted topic from a client that
+            // knew it: the topic cannot be made unavailable that way here.
+            let _ = admin.create_topics(&[recreate], &AdminOptions::new()).await;
             println!(
-                "chaos: dead-letter topic gone: skipped, the broker would not delete the topic"
+                "chaos: dead-letter topic gone: skipped, the broker still takes messages for the deleted topic"
             );
         }
     }

@@ -175,14 +175,8 @@ enum Progress {
 fn may_pass(earlier: &Progress, ours: &HashSet<OrderUid>) -> bool {
     match earlier {
         Progress::Planning => false,
-        Progress::Planned(theirs) => {
-            let (small, large) = if theirs.len() < ours.len() {
-                (theirs.as_ref(), ours)
-            } else {
-                (ours, theirs.as_ref())
-            };
-            small.is_disjoint(large)
-        }
+        // Walks the smaller of the two sets.
+        Progress::Planned(theirs) => theirs.is_disjoint(ours),
         Progress::Written => true,
     }
 }
