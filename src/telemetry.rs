@@ -139,6 +139,10 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
     for result in ["hit", "miss", "negative_hit"] {
         metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
     }
+    for result in ["ok", "truncated", "error"] {
+        metrics::counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => result)
+            .absolute(0);
+    }
     let reasons = crate::domain::validate::RejectReason::ALL.map(|r| r.code());
     for reason in reasons
         .into_iter()

@@ -689,7 +689,7 @@ async fn chaos(plan: Plan, broker: Option<&OwnBroker>, db_url: String, pg: Optio
             // knew it: the topic cannot be made unavailable that way here.
             let _ = admin.create_topics(&[recreate], &AdminOptions::new()).await;
             println!(
-                "chaos: dead-letter topic gone: skipped, the broker still takes messages for the deleted topic"
+                "chaos: dead-letter topic gone: skipped, the broker still takes messages for the deleted topic (tests/it/dlq_faults.rs has a broker refuse them)"
             );
         }
     }

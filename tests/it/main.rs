@@ -5,6 +5,7 @@
 mod chaos;
 mod cli;
 mod deploy;
+mod dlq_faults;
 mod helpers;
 mod hostile;
 mod ingest;

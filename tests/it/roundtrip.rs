@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use order_svc::adapters::postgres::store::{PgStore, pool};
 use order_svc::config::DatabaseUrl;
@@ -223,11 +223,14 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (store2, accepted2) = (store.clone(), accepted.clone());
     let result = tokio::task::spawn_blocking(move || {
-        let mut runner = TestRunner::new(Config {
-            cases: 400,
+        // A fixed seed: the same 1 000 orders every run, so a failure always reproduces.
+        let config = Config {
+            cases: 1_000,
             failure_persistence: None,
             ..Config::default()
-        });
+        };
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+        let mut runner = TestRunner::new_with_rng(config, rng);
         runner.run(&order(), |value| {
             let raw = serde_json::to_vec(&value).unwrap();
             let Ok(checked) = accept(&raw, 1 << 20, Consistency::Warn) else {
@@ -266,8 +269,9 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
         panic!("{e}");
     }
     let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    println!("round trip: {accepted} of 1 000 generated orders accepted, each read back unchanged");
     assert!(
-        accepted >= 50,
-        "only {accepted} of 400 generated orders were valid: the generator needs tuning"
+        accepted >= 150,
+        "only {accepted} of 1 000 generated orders were valid: the generator needs tuning"
     );
 }

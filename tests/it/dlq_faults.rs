@@ -1,0 +1,93 @@
+//! Dead letters the broker will not take: librdkafka's mock cluster refuses the dead-letter
+//! producer's requests (tansu cannot be made to), while `serve` runs as it does in production.
+
+use std::time::Duration;
+
+use order_svc::domain::generate::{GenerateOptions, Generator};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::helpers::{Serve, TestDb, order_svc, run, wait_for};
+use crate::kafka::{PARTITIONS, committed_total_on, config_on, group_id, read_topic_on};
+
+/// Offsets hold while dead letters cannot be published; refused publishes are retried (and
+/// counted) rather than skipped; a letter the broker calls too large goes out truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_out_truncated() {
+    let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    let (topic, dlq) = ("orders", "orders.dlq");
+    cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    cluster.create_topic(dlq, PARTITIONS, 1).unwrap();
+
+    let mut g = Generator::new(GenerateOptions::default());
+    let mut messages: Vec<Vec<u8>> = (0..10).map(|_| g.valid_order().to_json()).collect();
+    messages.push(b"{\"not\": \"an order\"}".to_vec());
+    messages.extend((0..10).map(|_| g.valid_order().to_json()));
+    let producer: FutureProducer = config_on(&brokers).create().unwrap();
+    for m in &messages {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(topic).payload(m),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    // From now on the only producer is serve's dead-letter producer: its next three
+    // publishes are refused outright, the fourth is called too large.
+    let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[refused, refused, refused, too_large],
+    );
+
+    let db = TestDb::unique();
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
+    assert!(out.status.success(), "{stderr}");
+    let serve = Serve::start(&[
+        ("DATABASE_URL", db.url.clone()),
+        ("KAFKA_BROKERS", brokers.clone()),
+        ("KAFKA_TOPIC", topic.to_owned()),
+        ("KAFKA_DLQ_TOPIC", dlq.to_owned()),
+        ("KAFKA_GROUP_ID", group_id(topic, "g")),
+    ])
+    .await;
+
+    let refusals = wait_for(60, "the dead-letter producer to be refused", || async {
+        let n = serve
+            .metric("producer_sends_total{producer=\"dead_letters\",result=\"error\"}")
+            .await;
+        (n >= 1.0).then_some(n)
+    })
+    .await;
+    assert!(refusals >= 1.0);
+    let held = committed_total_on(&brokers, topic, "g");
+    assert!(
+        held < messages.len() as i64,
+        "everything was committed ({held}) while a dead letter was undelivered"
+    );
+
+    wait_for(90, "every message committed", || async {
+        (committed_total_on(&brokers, topic, "g") == messages.len() as i64).then_some(())
+    })
+    .await;
+    assert!(serve.metric("ingest_retries_total").await >= 3.0);
+    assert_eq!(
+        serve
+            .metric("producer_sends_total{producer=\"dead_letters\",result=\"truncated\"}")
+            .await,
+        1.0
+    );
+    let letters = read_topic_on(&brokers, dlq, 1, Duration::from_secs(1)).await;
+    assert_eq!(letters.len(), 1, "one dead letter, published once");
+    let letter = &letters[0];
+    assert_eq!(letter.headers["x-dlq-reason"], "schema");
+    assert_eq!(letter.headers["x-dlq-truncated"], "true");
+    let note: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+    assert_eq!(note["bytes"], messages[10].len());
+    assert_eq!(note["truncated"], true);
+}
