@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_validate dead_letter_detail)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_validate dead_letter_detail dead_letter_headers)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz..." >&2
@@ -31,7 +31,7 @@ export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/order
 # libFuzzer's instrumentation needs unstable rustc flags; this is the one toolchain here.
 export RUSTC_BOOTSTRAP=1
 
-mkdir -p fuzz/corpus/dead_letter_detail
+mkdir -p fuzz/corpus/dead_letter_detail fuzz/corpus/dead_letter_headers
 
 for target in "${targets[@]}"; do
   echo "fuzzing $target for ${seconds}s" >&2

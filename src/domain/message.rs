@@ -75,6 +75,18 @@ pub struct DeadLetter<'a> {
     pub detail: String,
 }
 
+/// Headers the dead-letter topic adds to each message. Incoming headers with the prefix are
+/// dropped, so that no client can forge them.
+pub const DLQ_HEADER_PREFIX: &str = "x-dlq-";
+pub const DLQ_REASON: &str = "x-dlq-reason";
+pub const DLQ_DETAIL: &str = "x-dlq-detail";
+pub const DLQ_ORIGINAL_TOPIC: &str = "x-dlq-original-topic";
+pub const DLQ_ORIGINAL_PARTITION: &str = "x-dlq-original-partition";
+pub const DLQ_ORIGINAL_OFFSET: &str = "x-dlq-original-offset";
+pub const DLQ_ORIGINAL_TIMESTAMP: &str = "x-dlq-original-timestamp";
+/// Set on a letter whose original was too large to publish (see [`DeadLetter::headers`]).
+pub const DLQ_TRUNCATED: &str = "x-dlq-truncated";
+
 /// Longest `x-dlq-detail`: a message breaking every rule of a thousand items would
 /// otherwise make a header larger than some brokers accept.
 pub const MAX_DETAIL_BYTES: usize = 4096;
@@ -87,6 +99,38 @@ impl<'a> DeadLetter<'a> {
             reason,
             detail: printable_detail(detail),
         }
+    }
+}
+
+impl DeadLetter<'_> {
+    /// The headers to publish: the original's in order (without any named `x-dlq-*`, and
+    /// none at all when `truncated`), then ours, each once.
+    pub fn headers(&self, truncated: bool) -> Vec<(&str, Option<Vec<u8>>)> {
+        let m = self.message;
+        let mut out: Vec<(&str, Option<Vec<u8>>)> = Vec::with_capacity(m.headers.len() + 7);
+        if !truncated {
+            out.extend(
+                m.headers
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX))
+                    .map(|(k, v)| (k.as_str(), v.clone())),
+            );
+        }
+        let timestamp = m.timestamp_ms.map(|t| t.to_string()).unwrap_or_default();
+        for (key, value) in [
+            (DLQ_REASON, self.reason.to_owned()),
+            (DLQ_DETAIL, self.detail.clone()),
+            (DLQ_ORIGINAL_TOPIC, m.topic.clone()),
+            (DLQ_ORIGINAL_PARTITION, m.partition.to_string()),
+            (DLQ_ORIGINAL_OFFSET, m.offset.to_string()),
+            (DLQ_ORIGINAL_TIMESTAMP, timestamp),
+        ] {
+            out.push((key, Some(value.into_bytes())));
+        }
+        if truncated {
+            out.push((DLQ_TRUNCATED, Some(b"true".to_vec())));
+        }
+        out
     }
 }
 

@@ -17,13 +17,6 @@ use crate::domain::message::DeadLetter;
 use crate::domain::metrics as m;
 use crate::domain::ports::{DeadLetterError, DeadLetterSink};
 
-pub const REASON: &str = "x-dlq-reason";
-pub const DETAIL: &str = "x-dlq-detail";
-pub const ORIGINAL_TOPIC: &str = "x-dlq-original-topic";
-pub const ORIGINAL_PARTITION: &str = "x-dlq-original-partition";
-pub const ORIGINAL_OFFSET: &str = "x-dlq-original-offset";
-pub const ORIGINAL_TIMESTAMP: &str = "x-dlq-original-timestamp";
-
 pub struct KafkaDeadLetters {
     producer: FutureProducer,
     topic: String,
@@ -51,13 +44,9 @@ impl KafkaDeadLetters {
     }
 }
 
-/// Prefix of our own headers: incoming headers with it are dropped, never passed on.
-const OURS: &str = "x-dlq-";
-
-/// Set on a letter whose original was too large to publish: its payload is replaced by a
-/// JSON note of the original's size and SHA-256, its key (when over 1 KiB) by the key's
-/// SHA-256, and its original headers dropped.
-pub const TRUNCATED: &str = "x-dlq-truncated";
+// A letter too large to publish goes out truncated (`x-dlq-truncated`): its payload is
+// replaced by a JSON note of the original's size and SHA-256, its key (when over 1 KiB) by
+// the key's SHA-256, and its original headers dropped.
 
 /// Keys above this are replaced by their hash in a truncated letter.
 const MAX_TRUNCATED_KEY: usize = 1024;
@@ -78,35 +67,16 @@ fn too_large(e: &KafkaError) -> bool {
 impl KafkaDeadLetters {
     async fn send_one(&self, letter: &DeadLetter<'_>, truncated: bool) -> Result<(), KafkaError> {
         let m = letter.message;
-        let mut headers = OwnedHeaders::new_with_capacity(m.headers.len() + 7);
-        if !truncated {
-            for (key, value) in m.headers.iter().filter(|(k, _)| !k.starts_with(OURS)) {
-                headers = headers.insert(Header {
+        let headers = letter.headers(truncated).iter().fold(
+            OwnedHeaders::new_with_capacity(m.headers.len() + 7),
+            |headers, (key, value)| {
+                headers.insert(Header {
                     key,
                     value: value.as_deref(),
-                });
-            }
-        }
-        let (partition, offset) = (m.partition.to_string(), m.offset.to_string());
-        let timestamp = m.timestamp_ms.map(|t| t.to_string()).unwrap_or_default();
-        for (key, value) in [
-            (REASON, letter.reason),
-            (DETAIL, letter.detail.as_str()),
-            (ORIGINAL_TOPIC, m.topic.as_str()),
-            (ORIGINAL_PARTITION, partition.as_str()),
-            (ORIGINAL_OFFSET, offset.as_str()),
-            (ORIGINAL_TIMESTAMP, timestamp.as_str()),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
-        }
+                })
+            },
+        );
         let (payload, key) = if truncated {
-            headers = headers.insert(Header {
-                key: TRUNCATED,
-                value: Some(b"true".as_slice()),
-            });
             let payload = m.payload.as_ref().map(|p| {
                 serde_json::json!({
                     "truncated": true,
