@@ -6,7 +6,7 @@ use moka::policy::EvictionPolicy;
 
 use crate::domain::lookup::{LookupError, OrderView};
 use crate::domain::order::OrderUid;
-use crate::domain::ports::{OrderCache, StoredOrders};
+use crate::domain::ports::{NewOrderListener, OrderCache};
 use crate::domain::validate::CheckedOrder;
 
 #[derive(Clone)]
@@ -95,7 +95,7 @@ impl OrderCache for MokaCache {
 }
 
 /// Write-through: ingest announces every order it stored.
-impl StoredOrders for MokaCache {
+impl NewOrderListener for MokaCache {
     async fn stored(&self, order: &CheckedOrder) {
         let view = OrderView::new(order.json().clone(), order.content_hash());
         self.forget_missing(order.uid()).await;
@@ -139,7 +139,7 @@ mod tests {
         }
     }
 
-    impl OrderReader for SlowReader {
+    impl OrderReader for Arc<SlowReader> {
         async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
             self.finds.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;

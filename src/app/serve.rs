@@ -31,24 +31,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
     // connections ingest needs, nor ingest starve lookups.
     let timeout = Duration::from_millis(args.database_statement_timeout_ms);
-    let store = Arc::new(PgStore::new(
+    let store = PgStore::new(
         pool(url, usize::from(args.database_pool_size), timeout)?,
         timeout,
-    ));
-    let ingest_store = Arc::new(PgStore::new(
+    );
+    let ingest_store = PgStore::new(
         // One connection per batch in flight, and one for the dead-letter ledger.
         pool(url, usize::from(args.ingest_parallel_batches) + 1, timeout)?,
         timeout,
-    ));
+    );
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
     }
     let serves_api = args.role != Role::Ingest;
-    let cache = Arc::new(MokaCache::new(if serves_api {
-        args.cache_max_bytes
-    } else {
-        0
-    }));
+    let cache = MokaCache::new(if serves_api { args.cache_max_bytes } else { 0 });
     let lookup = Arc::new(Lookup::new(store.clone(), cache.clone()));
     let readiness = Arc::new(Readiness::new(serves_api, args.role.ingests()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -94,10 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             kafka.kafka_topic_partitions,
         )
         .await?;
-        let dlq = Arc::new(KafkaDeadLetters::new(
-            &kafka.kafka_brokers,
-            &args.kafka_dlq_topic,
-        )?);
+        let dlq = KafkaDeadLetters::new(&kafka.kafka_brokers, &args.kafka_dlq_topic)?;
         let policy = IngestPolicy {
             max_message_bytes: args.limit.max_message_bytes as usize,
             consistency: args.validation_consistency,
@@ -189,7 +182,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Keeps the readiness flag of the database current.
 async fn watch_database(
-    store: Arc<PgStore>,
+    store: PgStore,
     readiness: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -219,7 +212,7 @@ async fn watch_database(
 }
 
 /// Publishes the cache's size as gauges.
-async fn report_cache(cache: Arc<MokaCache>, mut stop: watch::Receiver<bool>) {
+async fn report_cache(cache: MokaCache, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {

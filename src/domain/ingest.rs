@@ -16,7 +16,8 @@ use super::message::{CONFLICT, DeadLetter, InboundMessage};
 use super::metrics as m;
 use super::order::OrderUid;
 use super::ports::{
-    DeadLetterError, DeadLetterSink, OrderStore, StoreError, StoreOutcome, StoredOrders,
+    DeadLetterError, DeadLetterLedger, DeadLetterSink, NewOrderListener, OrderStore, StoreError,
+    StoreOutcome,
 };
 use super::validate::{CheckedOrder, Consistency, RejectReason, accept};
 
@@ -86,7 +87,14 @@ pub struct Ingest<S, D, C> {
     policy: IngestPolicy,
 }
 
-impl<S: OrderStore, D: DeadLetterSink, C: StoredOrders> Ingest<S, D, C> {
+/// `S` stores the orders and keeps the dead-letter ledger (PostgreSQL does both in one
+/// database); `D` publishes dead letters; `C` hears of every order stored.
+impl<S, D, C> Ingest<S, D, C>
+where
+    S: OrderStore + DeadLetterLedger,
+    D: DeadLetterSink,
+    C: NewOrderListener,
+{
     pub fn new(store: S, dead_letters: D, announce: C, policy: IngestPolicy) -> Self {
         Self {
             store,

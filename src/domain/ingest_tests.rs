@@ -19,7 +19,7 @@ struct FakeStore {
     failures: AtomicUsize,
 }
 
-impl OrderStore for FakeStore {
+impl OrderStore for Arc<FakeStore> {
     async fn store_batch(&self, orders: &[CheckedOrder]) -> Result<Vec<StoreOutcome>, StoreError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
@@ -41,7 +41,9 @@ impl OrderStore for FakeStore {
             })
             .collect())
     }
+}
 
+impl DeadLetterLedger for Arc<FakeStore> {
     async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
         let letters = self.letters.lock().unwrap();
         Ok(ids.iter().map(|id| letters.contains(id)).collect())
@@ -62,7 +64,7 @@ struct FakeSink {
     failures: AtomicUsize,
 }
 
-impl DeadLetterSink for FakeSink {
+impl DeadLetterSink for Arc<FakeSink> {
     async fn send(&self, letters: &[DeadLetter<'_>]) -> Result<(), DeadLetterError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);

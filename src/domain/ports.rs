@@ -1,7 +1,8 @@
 //! The traits adapters implement. Each error says what the caller may do about it.
 //!
 //! The service types are generic over these traits (no `dyn`), so a test can drive the use
-//! cases with small hand-written fakes.
+//! cases with small hand-written fakes. Every port is `Clone` and cheap to clone (a pool, a
+//! producer, a cache handle): a port shared by two services is simply cloned.
 
 use std::future::Future;
 
@@ -48,7 +49,7 @@ pub struct StoredOrder {
 }
 
 /// Durable storage of orders.
-pub trait OrderStore: Send + Sync + 'static {
+pub trait OrderStore: Clone + Send + Sync + 'static {
     /// Writes the orders not stored yet, all or nothing, and says per order (same index) what
     /// happened. The uids of `orders` are distinct. Calling it again with the same orders
     /// writes nothing twice.
@@ -56,7 +57,11 @@ pub trait OrderStore: Send + Sync + 'static {
         &self,
         orders: &[CheckedOrder],
     ) -> impl Future<Output = Result<Vec<StoreOutcome>, StoreError>> + Send;
+}
 
+/// The ledger of messages already sent to the dead-letter topic, so that a replay sends
+/// none twice.
+pub trait DeadLetterLedger: Clone + Send + Sync + 'static {
     /// Which of these messages were already sent to the dead-letter topic (same index).
     fn dead_lettered(
         &self,
@@ -76,7 +81,7 @@ pub trait OrderStore: Send + Sync + 'static {
 pub struct DeadLetterError(pub anyhow::Error);
 
 /// The dead-letter topic.
-pub trait DeadLetterSink: Send + Sync + 'static {
+pub trait DeadLetterSink: Clone + Send + Sync + 'static {
     /// Publishes every letter and returns once each is acknowledged by the broker.
     fn send(
         &self,
@@ -84,19 +89,19 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
 }
 
-/// Where freshly stored orders are announced (the lookup cache). Infallible: a cache that
-/// misses an order only costs a database read later.
-pub trait StoredOrders: Send + Sync + 'static {
+/// Told of every order ingest has just stored (the lookup cache, written through).
+/// Infallible: a cache that misses an order only costs a database read later.
+pub trait NewOrderListener: Clone + Send + Sync + 'static {
     fn stored(&self, order: &CheckedOrder) -> impl Future<Output = ()> + Send;
 }
 
-/// For services without a cache (ingest-only role, tests).
-impl StoredOrders for () {
+/// For services without a cache (tests).
+impl NewOrderListener for () {
     async fn stored(&self, _: &CheckedOrder) {}
 }
 
 /// Reading orders back.
-pub trait OrderReader: Send + Sync + 'static {
+pub trait OrderReader: Clone + Send + Sync + 'static {
     /// The order with this uid, if stored.
     fn find(
         &self,
@@ -109,7 +114,7 @@ pub trait OrderReader: Send + Sync + 'static {
 }
 
 /// The lookup cache. Infallible for reads and writes; only a load can fail.
-pub trait OrderCache: Send + Sync + 'static {
+pub trait OrderCache: Clone + Send + Sync + 'static {
     fn get(&self, uid: &OrderUid) -> impl Future<Output = Option<OrderView>> + Send;
 
     /// The cached order, or the result of `load`, which runs once however many callers ask
@@ -131,88 +136,4 @@ pub trait OrderCache: Send + Sync + 'static {
     /// Remembers for a few seconds that `uid` is not stored. Storing or putting the order
     /// forgets it at once.
     fn remember_missing(&self, uid: OrderUid) -> impl Future<Output = ()> + Send;
-}
-
-/// A shared port is a port: the store serves ingest and lookup from one pool.
-impl<T: OrderStore> OrderStore for std::sync::Arc<T> {
-    fn store_batch(
-        &self,
-        orders: &[CheckedOrder],
-    ) -> impl Future<Output = Result<Vec<StoreOutcome>, StoreError>> + Send {
-        (**self).store_batch(orders)
-    }
-
-    fn dead_lettered(
-        &self,
-        ids: &[MessageId],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
-        (**self).dead_lettered(ids)
-    }
-
-    fn record_dead_letters(
-        &self,
-        letters: &[DeadLetter<'_>],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).record_dead_letters(letters)
-    }
-}
-
-impl<T: DeadLetterSink> DeadLetterSink for std::sync::Arc<T> {
-    fn send(
-        &self,
-        letters: &[DeadLetter<'_>],
-    ) -> impl Future<Output = Result<(), DeadLetterError>> + Send {
-        (**self).send(letters)
-    }
-}
-
-impl<T: StoredOrders> StoredOrders for std::sync::Arc<T> {
-    fn stored(&self, order: &CheckedOrder) -> impl Future<Output = ()> + Send {
-        (**self).stored(order)
-    }
-}
-
-impl<T: OrderReader> OrderReader for std::sync::Arc<T> {
-    fn find(
-        &self,
-        uid: &OrderUid,
-    ) -> impl Future<Output = Result<Option<StoredOrder>, StoreError>> + Send {
-        (**self).find(uid)
-    }
-
-    fn latest(
-        &self,
-        n: usize,
-    ) -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send {
-        (**self).latest(n)
-    }
-}
-
-impl<T: OrderCache> OrderCache for std::sync::Arc<T> {
-    fn get(&self, uid: &OrderUid) -> impl Future<Output = Option<OrderView>> + Send {
-        (**self).get(uid)
-    }
-
-    fn get_or_load<F>(
-        &self,
-        uid: &OrderUid,
-        load: F,
-    ) -> impl Future<Output = Result<OrderView, LookupError>> + Send
-    where
-        F: Future<Output = Result<OrderView, LookupError>> + Send,
-    {
-        (**self).get_or_load(uid, load)
-    }
-
-    fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send {
-        (**self).put(uid, view)
-    }
-
-    fn known_missing(&self, uid: &OrderUid) -> impl Future<Output = bool> + Send {
-        (**self).known_missing(uid)
-    }
-
-    fn remember_missing(&self, uid: OrderUid) -> impl Future<Output = ()> + Send {
-        (**self).remember_missing(uid)
-    }
 }

@@ -37,7 +37,7 @@ use crate::domain::ingest::Ingest;
 use crate::domain::message::InboundMessage;
 use crate::domain::metrics as m;
 use crate::domain::order::OrderUid;
-use crate::domain::ports::{DeadLetterSink, OrderStore, StoredOrders};
+use crate::domain::ports::{DeadLetterLedger, DeadLetterSink, NewOrderListener, OrderStore};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -203,9 +203,9 @@ pub async fn run<S, D, C>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConsumerDied>
 where
-    S: OrderStore,
+    S: OrderStore + DeadLetterLedger,
     D: DeadLetterSink,
-    C: StoredOrders,
+    C: NewOrderListener,
 {
     let consumer = Arc::new(consumer);
     let mut in_flight: VecDeque<JoinHandle<Option<Vec<InboundMessage>>>> = VecDeque::new();
@@ -322,9 +322,9 @@ async fn write_batch<S, D, C>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>>
 where
-    S: OrderStore,
+    S: OrderStore + DeadLetterLedger,
     D: DeadLetterSink,
-    C: StoredOrders,
+    C: NewOrderListener,
 {
     let (earlier, tell) = order;
     let mut plan = ingest.plan(&batch);

@@ -17,6 +17,8 @@ use crate::domain::message::DeadLetter;
 use crate::domain::metrics as m;
 use crate::domain::ports::{DeadLetterError, DeadLetterSink};
 
+/// Cheap to clone: the producer is shared.
+#[derive(Clone)]
 pub struct KafkaDeadLetters {
     producer: FutureProducer,
     topic: String,

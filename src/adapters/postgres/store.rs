@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::DatabaseUrl;
 use crate::domain::message::{DeadLetter, MessageId};
 use crate::domain::metrics as m;
-use crate::domain::ports::{OrderStore, StoreError, StoreOutcome};
+use crate::domain::ports::{DeadLetterLedger, OrderStore, StoreError, StoreOutcome};
 use crate::domain::validate::CheckedOrder;
 
 /// Writes the orders, deliveries, payments and items of a whole batch in ONE statement (so
@@ -383,7 +383,10 @@ impl OrderStore for PgStore {
         })
         .await
     }
+}
 
+/// The dead-letter ledger lives beside the orders, in the `dead_letters` table.
+impl DeadLetterLedger for PgStore {
     async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
         self.timed("dead_lettered", async {
             let (topics, partitions, offsets, hashes) = id_columns(ids.iter());
