@@ -121,35 +121,6 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         m::CONSUMER_FAILURES,
         "Times the Kafka consumer ended other than by shutdown (the process then exits non-zero)."
     );
-    // Counters that alerts watch exist from the start, at 0, so that `increase` sees the
-    // first event rather than a series appearing.
-    for name in [
-        m::ORDERS_UNREADABLE,
-        m::HEADERS_UNREADABLE,
-        m::CONSUMER_FAILURES,
-        m::INGEST_RETRIES,
-    ] {
-        metrics::counter!(name).absolute(0);
-    }
-    // Likewise every value of the bounded labels: a series that is 0 says "none yet",
-    // where a missing one could also mean "renamed".
-    for outcome in ["stored", "duplicate", "conflict", "rejected"] {
-        metrics::counter!(m::ORDERS_INGESTED, "outcome" => outcome).absolute(0);
-    }
-    for result in ["hit", "miss", "negative_hit"] {
-        metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
-    }
-    for result in ["ok", "truncated", "error"] {
-        metrics::counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => result)
-            .absolute(0);
-    }
-    let reasons = crate::domain::validate::RejectReason::ALL.map(|r| r.code());
-    for reason in reasons
-        .into_iter()
-        .chain([crate::domain::message::CONFLICT])
-    {
-        metrics::counter!(m::DEAD_LETTERS, "reason" => reason).absolute(0);
-    }
     describe_gauge!(m::CACHE_ENTRIES, Unit::Count, "Orders in the cache.");
     describe_gauge!(
         m::CACHE_BYTES,
@@ -169,17 +140,12 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
 
     // Every series of a bounded label set exists from the start at zero, so that rates and
     // dashboards work before the first event of each kind.
-    use crate::domain::message::CONFLICT;
-    use crate::domain::validate::RejectReason;
+    use crate::domain::message::DeadLetterReason;
     for outcome in ["stored", "duplicate", "conflict", "rejected"] {
         metrics::counter!(m::ORDERS_INGESTED, "outcome" => outcome).absolute(0);
     }
-    for reason in RejectReason::ALL
-        .map(RejectReason::code)
-        .into_iter()
-        .chain([CONFLICT])
-    {
-        metrics::counter!(m::DEAD_LETTERS, "reason" => reason).absolute(0);
+    for reason in DeadLetterReason::all() {
+        metrics::counter!(m::DEAD_LETTERS, "reason" => reason.code()).absolute(0);
     }
     for op in [
         "store_batch",
@@ -187,20 +153,29 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         "record_dead_letters",
         "find",
         "latest",
+        "ping",
     ] {
-        for kind in ["unavailable", "refused", "unknown"] {
+        for kind in ["unavailable", "refused", "unreadable", "unknown"] {
             metrics::counter!(m::DB_ERRORS, "op" => op, "kind" => kind).absolute(0);
         }
     }
-    for result in ["hit", "miss"] {
+    for result in ["hit", "miss", "negative_hit"] {
         metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
     }
-    for result in ["ok", "error"] {
+    for result in ["ok", "truncated", "error"] {
         metrics::counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => result)
             .absolute(0);
     }
-    metrics::counter!(m::INGEST_RETRIES).absolute(0);
-    metrics::counter!(m::CONSISTENCY_WARNINGS).absolute(0);
+    // Alerts watch these with `increase`: from 0, the first event counts.
+    for name in [
+        m::INGEST_RETRIES,
+        m::CONSISTENCY_WARNINGS,
+        m::ORDERS_UNREADABLE,
+        m::HEADERS_UNREADABLE,
+        m::CONSUMER_FAILURES,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
     metrics::gauge!(m::READY).set(0.0);
 
     // The recorder needs periodic upkeep to drain histogram buffers.

@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(shown.len() <= MAX_DETAIL_BYTES, "{} bytes", shown.len());
     assert!(!shown.chars().any(char::is_control), "{shown:?}");
     if text.len() <= MAX_DETAIL_BYTES / 8 {
-        assert!(!shown.ends_with(" [cut]") || text.ends_with(" [cut]"), "a short detail is not cut");
+        assert!(
+            !shown.ends_with(" [cut]") || text.ends_with(" [cut]"),
+            "a short detail is not cut"
+        );
     }
 });

@@ -5,8 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use order_svc::domain::message::{
-    DLQ_HEADER_PREFIX, DLQ_TRUNCATED, DeadLetter, InboundMessage, MAX_DETAIL_BYTES,
+    DLQ_HEADER_PREFIX, DLQ_TRUNCATED, DeadLetter, DeadLetterReason, InboundMessage,
+    MAX_DETAIL_BYTES,
 };
+use order_svc::domain::validate::RejectReason;
 
 const OURS: [&str; 6] = [
     "x-dlq-reason",
@@ -37,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
         headers,
     };
     let detail = String::from_utf8_lossy(message.payload()).into_owned();
-    let letter = DeadLetter::new(&message, "invalid", &detail);
+    let letter = DeadLetter::new(
+        &message,
+        DeadLetterReason::Rejected(RejectReason::Invalid),
+        &detail,
+    );
     assert!(letter.detail.len() <= MAX_DETAIL_BYTES);
     assert!(!letter.detail.chars().any(char::is_control));
 
@@ -46,10 +52,20 @@ fuzz_target!(|data: &[u8]| {
         for ours in OURS {
             assert_eq!(out.iter().filter(|(k, _)| *k == ours).count(), 1, "{ours}");
         }
-        let forged = out.iter().filter(|(k, _)| k.starts_with(DLQ_HEADER_PREFIX)).count();
-        assert_eq!(forged, OURS.len() + usize::from(truncated), "only ours carry the prefix");
+        let forged = out
+            .iter()
+            .filter(|(k, _)| k.starts_with(DLQ_HEADER_PREFIX))
+            .count();
+        assert_eq!(
+            forged,
+            OURS.len() + usize::from(truncated),
+            "only ours carry the prefix"
+        );
         assert_eq!(out.iter().any(|(k, _)| *k == DLQ_TRUNCATED), truncated);
-        let kept: Vec<_> = out.iter().filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX)).collect();
+        let kept: Vec<_> = out
+            .iter()
+            .filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX))
+            .collect();
         if truncated {
             assert!(kept.is_empty());
         } else {

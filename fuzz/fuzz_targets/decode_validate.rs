@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         let again = accept(json, 1 << 20, consistency).expect("canonical JSON is accepted again");
         assert_eq!(again.json(), json, "canonical JSON is a fixed point");
         assert_eq!(again.content_hash(), checked.content_hash());
-        let value: serde_json::Value = serde_json::from_slice(json).expect("canonical JSON is JSON");
+        let value: serde_json::Value =
+            serde_json::from_slice(json).expect("canonical JSON is JSON");
         assert!(!has_nul(&value), "no NUL character reaches storage");
         assert_eq!(value["order_uid"].as_str(), Some(checked.uid().as_str()));
     }

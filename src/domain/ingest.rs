@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, histogram};
 
-use super::message::{CONFLICT, DeadLetter, InboundMessage};
+use super::message::{DeadLetter, DeadLetterReason, InboundMessage};
 use super::metrics as m;
 use super::order::OrderUid;
 use super::ports::{
@@ -36,6 +36,19 @@ pub enum IngestError {
     DeadLetters(#[from] DeadLetterError),
 }
 
+/// What the database said of one order: its outcome, or why it refused it.
+type Stored = Result<StoreOutcome, Refusal>;
+
+/// The database's reason for refusing one order (a constraint the rules did not foresee).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What became of a batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {
@@ -53,7 +66,7 @@ enum Fate {
     /// The same content as this earlier order of the batch: it shares that order's fate.
     Twin(usize),
     Dead {
-        reason: &'static str,
+        reason: DeadLetterReason,
         detail: String,
     },
 }
@@ -67,7 +80,7 @@ pub struct Plan<'a> {
     /// are stored one round after another, so the first one the database accepts wins and
     /// a refused one costs only itself.
     rounds: Vec<usize>,
-    outcomes: Option<Vec<Result<StoreOutcome, String>>>,
+    outcomes: Option<Vec<Stored>>,
     letters_done: bool,
     dead_letters_sent: usize,
 }
@@ -116,7 +129,7 @@ where
                 let order = match accept(message.payload(), self.policy.max_message_bytes, self.policy.consistency) {
                     Ok(order) => order,
                     Err(rejection) => {
-                        return Fate::Dead { reason: rejection.reason.code(), detail: rejection.detail() };
+                        return Fate::Dead { reason: DeadLetterReason::Rejected(rejection.reason), detail: rejection.detail() };
                     }
                 };
                 if !order.warnings().is_empty() {
@@ -167,7 +180,7 @@ where
                     self.dead_letters.send(&fresh).await?;
                     self.store.record_dead_letters(&fresh).await?;
                     for letter in &fresh {
-                        counter!(m::DEAD_LETTERS, "reason" => letter.reason).increment(1);
+                        counter!(m::DEAD_LETTERS, "reason" => letter.reason.code()).increment(1);
                     }
                 }
                 plan.dead_letters_sent = fresh.len();
@@ -207,7 +220,10 @@ where
                     Some(Ok(StoreOutcome::OtherContent)) => report.conflicts += 1,
                     Some(Err(_)) | None => report.rejected += 1,
                 },
-                Fate::Dead { reason, .. } if *reason == CONFLICT => report.conflicts += 1,
+                Fate::Dead {
+                    reason: DeadLetterReason::Conflict,
+                    ..
+                } => report.conflicts += 1,
                 Fate::Dead { .. } => report.rejected += 1,
             }
         }
@@ -232,12 +248,12 @@ where
         &self,
         orders: &[CheckedOrder],
         rounds: &[usize],
-    ) -> Result<Vec<Result<StoreOutcome, String>>, StoreError> {
+    ) -> Result<Vec<Stored>, StoreError> {
         let last = rounds.iter().copied().max().unwrap_or(0);
         if last == 0 {
             return self.store_all(orders).await;
         }
-        let mut outcomes: Vec<Option<Result<StoreOutcome, String>>> = vec![None; orders.len()];
+        let mut outcomes: Vec<Option<Stored>> = vec![None; orders.len()];
         for round in 0..=last {
             let members: Vec<usize> = (0..orders.len()).filter(|&i| rounds[i] == round).collect();
             let these: Vec<CheckedOrder> = members.iter().map(|&i| orders[i].clone()).collect();
@@ -247,29 +263,26 @@ where
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err("not stored".to_owned())))
+            .map(|o| o.unwrap_or_else(|| Err(Refusal("not stored".to_owned()))))
             .collect())
     }
 
     /// Stores orders of distinct uids in one call; if the database refuses the data, stores
     /// them one by one so that only the refused ones are set aside.
-    async fn store_all(
-        &self,
-        orders: &[CheckedOrder],
-    ) -> Result<Vec<Result<StoreOutcome, String>>, StoreError> {
+    async fn store_all(&self, orders: &[CheckedOrder]) -> Result<Vec<Stored>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
         match self.store.store_batch(orders).await {
             Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
-            Err(StoreError::Refused(why)) if orders.len() == 1 => Ok(vec![Err(why)]),
+            Err(StoreError::Refused(why)) if orders.len() == 1 => Ok(vec![Err(Refusal(why))]),
             Err(StoreError::Refused(_)) => {
                 let mut out = Vec::with_capacity(orders.len());
                 for order in orders {
                     out.push(
                         match self.store.store_batch(std::slice::from_ref(order)).await {
                             Ok(mut one) => Ok(one.remove(0)),
-                            Err(StoreError::Refused(why)) => Err(why),
+                            Err(StoreError::Refused(why)) => Err(Refusal(why)),
                             Err(e) => return Err(e),
                         },
                     );
@@ -290,14 +303,14 @@ fn dead_letters<'a>(plan: &Plan<'a>) -> Vec<DeadLetter<'a>> {
             Fate::Dead { reason, detail } => (*reason, detail.clone()),
             Fate::Store(i) | Fate::Twin(i) => match outcomes.get(*i) {
                 Some(Ok(StoreOutcome::OtherContent)) => (
-                    CONFLICT,
+                    DeadLetterReason::Conflict,
                     format!(
                         "order {} is already stored with other content",
                         plan.orders[*i].uid()
                     ),
                 ),
                 Some(Err(why)) => (
-                    RejectReason::Invalid.code(),
+                    DeadLetterReason::Rejected(RejectReason::Invalid),
                     format!("the database refused the order: {why}"),
                 ),
                 _ => continue,

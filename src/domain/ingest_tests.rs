@@ -73,7 +73,7 @@ impl DeadLetterSink for Arc<FakeSink> {
         self.sent
             .lock()
             .unwrap()
-            .extend(letters.iter().map(|l| (l.message.offset, l.reason)));
+            .extend(letters.iter().map(|l| (l.message.offset, l.reason.code())));
         Ok(())
     }
 }

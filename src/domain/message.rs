@@ -3,6 +3,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::validate::RejectReason;
+
 /// One consumed message, copied out of the client before it crosses tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundMessage {
@@ -61,16 +63,39 @@ pub struct MessageId {
     pub payload_hash: [u8; 32],
 }
 
-/// Why a message goes to the dead-letter topic: a [`RejectReason`](super::validate::RejectReason)
-/// code, or `conflict`.
-pub const CONFLICT: &str = "conflict";
+/// Why a message goes to the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// Not an acceptable order (or one the database refused, as `invalid`).
+    Rejected(RejectReason),
+    /// Its uid is stored with other content.
+    Conflict,
+}
+
+impl DeadLetterReason {
+    /// Every reason, in a fixed order: the values of the `reason` label.
+    pub fn all() -> impl Iterator<Item = Self> {
+        RejectReason::ALL
+            .into_iter()
+            .map(Self::Rejected)
+            .chain([Self::Conflict])
+    }
+
+    /// The stable code: the `x-dlq-reason` header and the metric label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Rejected(reason) => reason.code(),
+            Self::Conflict => "conflict",
+        }
+    }
+}
 
 /// A message bound for the dead-letter topic, with its reason code and a readable detail.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
     pub message: &'a InboundMessage,
     pub id: MessageId,
-    pub reason: &'static str,
+    pub reason: DeadLetterReason,
     /// At most [`MAX_DETAIL_BYTES`], control characters escaped: it travels in a header.
     pub detail: String,
 }
@@ -92,7 +117,7 @@ pub const DLQ_TRUNCATED: &str = "x-dlq-truncated";
 pub const MAX_DETAIL_BYTES: usize = 4096;
 
 impl<'a> DeadLetter<'a> {
-    pub fn new(message: &'a InboundMessage, reason: &'static str, detail: &str) -> Self {
+    pub fn new(message: &'a InboundMessage, reason: DeadLetterReason, detail: &str) -> Self {
         Self {
             message,
             id: message.id(),
@@ -118,7 +143,7 @@ impl DeadLetter<'_> {
         }
         let timestamp = m.timestamp_ms.map(|t| t.to_string()).unwrap_or_default();
         for (key, value) in [
-            (DLQ_REASON, self.reason.to_owned()),
+            (DLQ_REASON, self.reason.code().to_owned()),
             (DLQ_DETAIL, self.detail.clone()),
             (DLQ_ORIGINAL_TOPIC, m.topic.clone()),
             (DLQ_ORIGINAL_PARTITION, m.partition.to_string()),

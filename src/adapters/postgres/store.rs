@@ -412,7 +412,7 @@ impl DeadLetterLedger for PgStore {
     async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
         self.timed("record_dead_letters", async {
             let (topics, partitions, offsets, hashes) = id_columns(letters.iter().map(|l| &l.id));
-            let reasons: Vec<&str> = letters.iter().map(|l| l.reason).collect();
+            let reasons: Vec<&str> = letters.iter().map(|l| l.reason.code()).collect();
             // PostgreSQL text cannot hold NUL, and a detail may quote the message.
             let details: Vec<String> = letters
                 .iter()
