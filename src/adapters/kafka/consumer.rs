@@ -208,46 +208,35 @@ where
     C: NewOrderListener,
 {
     let consumer = Arc::new(consumer);
-    let mut in_flight: VecDeque<JoinHandle<Option<Vec<InboundMessage>>>> = VecDeque::new();
-    // The progress of each batch in `in_flight`, same order.
-    let mut progress: VecDeque<watch::Receiver<Progress>> = VecDeque::new();
+    let mut in_flight = InFlight::default();
     let mut died = None;
     readiness.set_consumer(true);
     enum Event {
         Stop,
-        /// The oldest batch in flight ended: durable (`Some`), abandoned at shutdown
-        /// (`None`), or its task failed.
-        Retired(Result<Option<Vec<InboundMessage>>, tokio::task::JoinError>),
+        /// The oldest batch in flight ended.
+        Retired(Ended),
         Message(Result<InboundMessage, rdkafka::error::KafkaError>),
     }
     loop {
         let event = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => Event::Stop,
-            done = async { in_flight.front_mut().expect("a batch in flight").await }, if !in_flight.is_empty() => {
-                Event::Retired(done)
-            }
+            done = in_flight.oldest(), if !in_flight.is_empty() => Event::Retired(done),
             m = consumer.recv(), if in_flight.len() < settings.parallel_batches => {
                 Event::Message(m.map(|m| owned(&m)))
             }
         };
         match event {
             Event::Stop => break,
-            Event::Retired(done) => {
-                in_flight.pop_front();
-                progress.pop_front();
-                match done {
-                    Ok(Some(batch)) => store_batch_offsets(&consumer, &batch),
-                    failed => {
-                        // Abandoned at shutdown, or its task failed: no later batch may move
-                        // offsets past it, so none of them counts; all are consumed again.
-                        in_flight.drain(..).for_each(|task| task.abort());
-                        if let Err(e) = failed {
-                            died = Some(ConsumerDied(format!("a batch task failed: {e}")));
-                        }
-                        break;
-                    }
+            Event::Retired(Ok(Some(batch))) => store_batch_offsets(&consumer, &batch),
+            Event::Retired(failed) => {
+                // Abandoned at shutdown, or its task failed: no later batch may move offsets
+                // past it, so none of them counts; all are consumed again.
+                in_flight.abandon();
+                if let Err(e) = failed {
+                    died = Some(ConsumerDied(format!("a batch task failed: {e}")));
                 }
+                break;
             }
             Event::Message(Err(e)) => {
                 tracing::warn!(error = %e, "kafka consumer error");
@@ -255,32 +244,83 @@ where
             }
             Event::Message(Ok(first)) => {
                 let batch = gather(&consumer, &settings, first).await;
-                let (tell, told) = watch::channel(Progress::Planning);
-                let earlier: Vec<_> = progress.iter().cloned().collect();
-                progress.push_back(told);
-                in_flight.push_back(tokio::spawn(write_batch(
-                    batch,
-                    ingest.clone(),
-                    consumer.clone(),
-                    (earlier, tell),
-                    shutdown.clone(),
-                )));
+                in_flight.push(|order| {
+                    write_batch(
+                        batch,
+                        ingest.clone(),
+                        consumer.clone(),
+                        order,
+                        shutdown.clone(),
+                    )
+                });
             }
         }
     }
     // Finish what is in hand, in order, until the first batch that could not be finished.
-    while let Some(head) = in_flight.pop_front() {
-        match head.await {
+    while !in_flight.is_empty() {
+        match in_flight.oldest().await {
             Ok(Some(batch)) => store_batch_offsets(&consumer, &batch),
-            _ => {
-                in_flight.iter().for_each(JoinHandle::abort);
-                break;
-            }
+            _ => in_flight.abandon(),
         }
     }
     readiness.set_consumer(false);
     commit(consumer.as_ref(), "shutdown");
     died.map_or(Ok(()), Err)
+}
+
+/// How a batch in flight ended: durable (`Some`), abandoned at shutdown (`None`), or its
+/// task failed.
+type Ended = Result<Option<Vec<InboundMessage>>, tokio::task::JoinError>;
+
+/// A batch being written: it ends with the batch when durable, `None` when abandoned.
+type BatchTask = JoinHandle<Option<Vec<InboundMessage>>>;
+
+/// The batches being written, oldest first, each with the progress that later batches
+/// watch to keep the order per key.
+#[derive(Default)]
+struct InFlight {
+    tasks: VecDeque<(BatchTask, watch::Receiver<Progress>)>,
+}
+
+/// What a batch task gets to keep the order per key: the progress of every earlier batch
+/// in flight, and where it tells its own.
+type Order = (Vec<watch::Receiver<Progress>>, watch::Sender<Progress>);
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Starts the task `write` makes for the next batch, behind every batch in flight.
+    fn push<F>(&mut self, write: impl FnOnce(Order) -> F)
+    where
+        F: Future<Output = Option<Vec<InboundMessage>>> + Send + 'static,
+    {
+        let (tell, told) = watch::channel(Progress::Planning);
+        let earlier = self.tasks.iter().map(|(_, p)| p.clone()).collect();
+        let task = tokio::spawn(write((earlier, tell)));
+        self.tasks.push_back((task, told));
+    }
+
+    /// Waits for the oldest batch to end and retires it. Cancel-safe: dropped before the
+    /// end, it retires nothing.
+    async fn oldest(&mut self) -> Ended {
+        let (task, _) = self.tasks.front_mut().expect("a batch in flight");
+        let ended = task.await;
+        self.tasks.pop_front();
+        ended
+    }
+
+    /// Stops every batch still in flight: none of them may move an offset.
+    fn abandon(&mut self) {
+        for (task, _) in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 /// After a first message, gathers more until `batch_max` or `batch_linger`.
@@ -318,7 +358,7 @@ async fn write_batch<S, D, C>(
     batch: Vec<InboundMessage>,
     ingest: Arc<Ingest<S, D, C>>,
     consumer: Arc<IngestConsumer>,
-    order: (Vec<watch::Receiver<Progress>>, watch::Sender<Progress>),
+    order: Order,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>>
 where
