@@ -17,7 +17,7 @@ use crate::adapters::http;
 use crate::adapters::kafka::consumer::{self, ConsumerSettings};
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
-use crate::adapters::postgres::store::{PgStore, pool};
+use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::{Role, ServeArgs};
 use crate::domain::health::Readiness;
 use crate::domain::ingest::{Ingest, IngestPolicy};

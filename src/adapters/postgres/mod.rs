@@ -1,6 +1,10 @@
-//! PostgreSQL: connections, the embedded migrations, and (with ingest) the order store.
+//! PostgreSQL: connections and the pool ([`pool`]), the embedded migrations, the order
+//! store's batch write ([`store`]), the dead-letter ledger ([`ledger`]) and reads for
+//! lookup ([`reader`]).
 
+pub mod ledger;
 pub mod migrations;
+pub mod pool;
 pub mod reader;
 pub mod store;
 

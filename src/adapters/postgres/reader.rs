@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use metrics::counter;
 use tokio_postgres::Row;
 
-use super::store::{PgStore, db_error};
+use super::pool::{PgStore, db_error};
 use crate::domain::metrics as m;
 use crate::domain::order::{ContentHash, Order, OrderUid};
 use crate::domain::ports::{OrderReader, StoreError, StoredOrder};

@@ -1,18 +1,13 @@
-//! The order store: batched, idempotent writes in one statement per batch, and reads for
-//! lookup.
+//! The order store: the orders, deliveries, payments and items of a whole batch written in
+//! one idempotent statement.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use metrics::{counter, histogram};
-use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
-use crate::config::DatabaseUrl;
-use crate::domain::message::{DeadLetter, MessageId};
-use crate::domain::metrics as m;
-use crate::domain::ports::{DeadLetterLedger, OrderStore, StoreError, StoreOutcome};
+use super::pool::{PgStore, db_error};
+use crate::domain::ports::{OrderStore, StoreError, StoreOutcome};
 use crate::domain::validate::CheckedOrder;
 
 /// Writes the orders, deliveries, payments and items of a whole batch in ONE statement (so
@@ -58,305 +53,184 @@ SELECT order_uid FROM new_orders
 const EXISTING_HASHES: &str =
     "SELECT order_uid, content_hash FROM orders WHERE order_uid = ANY($1::text[])";
 
-const DEAD_LETTERED: &str = r#"
-SELECT t.i::int8 FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[])
-         WITH ORDINALITY AS t(topic, partition, off, hash, i)
-JOIN dead_letters d
-  ON d.topic = t.topic AND d.partition = t.partition AND d."offset" = t.off
- AND d.payload_hash = t.hash
-"#;
-
-const RECORD_DEAD_LETTERS: &str = r#"
-INSERT INTO dead_letters (topic, partition, "offset", payload_hash, reason, detail)
-SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[], $5::text[], $6::text[])
-ON CONFLICT DO NOTHING
-"#;
-
-/// Orders in PostgreSQL, through a connection pool.
-#[derive(Clone)]
-pub struct PgStore {
-    pool: Pool,
-    /// Longest wait for any call, past which the server counts as unavailable.
-    call_timeout: Duration,
+/// One array per parameter of [`INSERT_BATCH`], borrowed from the orders; [`Self::params`]
+/// lists them in the statement's order ($1, $2, ...).
+#[derive(Default)]
+struct BatchColumns<'a> {
+    order_uid: Vec<&'a str>,
+    track_number: Vec<&'a str>,
+    entry: Vec<&'a str>,
+    locale: Vec<&'a str>,
+    internal_signature: Vec<&'a str>,
+    customer_id: Vec<&'a str>,
+    delivery_service: Vec<&'a str>,
+    shardkey: Vec<&'a str>,
+    sm_id: Vec<i64>,
+    date_created: Vec<DateTime<Utc>>,
+    oof_shard: Vec<&'a str>,
+    content_hash: Vec<&'a [u8]>,
+    delivery_name: Vec<&'a str>,
+    delivery_phone: Vec<&'a str>,
+    delivery_zip: Vec<&'a str>,
+    delivery_city: Vec<&'a str>,
+    delivery_address: Vec<&'a str>,
+    delivery_region: Vec<&'a str>,
+    delivery_email: Vec<&'a str>,
+    transaction: Vec<&'a str>,
+    request_id: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    provider: Vec<&'a str>,
+    amount: Vec<i64>,
+    payment_dt: Vec<i64>,
+    bank: Vec<&'a str>,
+    delivery_cost: Vec<i64>,
+    goods_total: Vec<i64>,
+    custom_fee: Vec<i64>,
+    item_order_uid: Vec<&'a str>,
+    item_position: Vec<i32>,
+    item_chrt_id: Vec<i64>,
+    item_track_number: Vec<&'a str>,
+    item_price: Vec<i64>,
+    item_rid: Vec<&'a str>,
+    item_name: Vec<&'a str>,
+    item_sale: Vec<i64>,
+    item_size: Vec<&'a str>,
+    item_total_price: Vec<i64>,
+    item_nm_id: Vec<i64>,
+    item_brand: Vec<&'a str>,
+    item_status: Vec<i64>,
 }
 
-/// Longest wait for one lookup (`find`, `ping`): a person is waiting.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// TCP settings that notice a server that went silent: keepalive probes on idle
-/// connections, and a limit on how long sent data may stay unacknowledged. And the
-/// server-side `statement_timeout`, unless the URL's `options` set one.
-fn silent_server_settings(config: &mut tokio_postgres::Config, statement_timeout: Duration) {
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(10))
-        .keepalives_interval(Duration::from_secs(5))
-        .keepalives_retries(3)
-        .tcp_user_timeout(Duration::from_secs(15));
-    let options = config.get_options().unwrap_or_default().to_owned();
-    if !options.contains("statement_timeout") {
-        let ms = statement_timeout.as_millis();
-        config.options(format!("{options} -c statement_timeout={ms}").trim_start());
-    }
-}
-
-/// A pool for `url`, `size` connections at most, whose statements may run for
-/// `statement_timeout`. Connecting is lazy: the first query (or [`PgStore::ping`]) finds out
-/// whether the server answers.
-pub fn pool(url: &DatabaseUrl, size: usize, statement_timeout: Duration) -> anyhow::Result<Pool> {
-    let mut config = url.config().clone();
-    silent_server_settings(&mut config, statement_timeout);
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        // A dead server must fail calls quickly so ingest can back off and report not ready.
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot build the connection pool: {e}"))
-}
-
-/// A pooled connection that goes back to the pool only when the call using it said so
-/// ([`Conn::keep`], on success). One dropped mid-call, because the call timed out or
-/// failed, may sit on a hung or broken socket: it is closed instead of handed to the next
-/// caller, who would hang on it in turn.
-pub(crate) struct Conn {
-    object: Option<deadpool_postgres::Object>,
-    keep: bool,
-}
-
-impl Conn {
-    pub(crate) fn keep(&mut self) {
-        self.keep = true;
-    }
-}
-
-impl std::ops::Deref for Conn {
-    type Target = deadpool_postgres::Object;
-
-    fn deref(&self) -> &Self::Target {
-        self.object.as_ref().expect("present until dropped")
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if !self.keep
-            && let Some(object) = self.object.take()
-        {
-            drop(deadpool_postgres::Object::take(object));
+impl<'a> BatchColumns<'a> {
+    fn of(orders: &'a [CheckedOrder]) -> Result<Self, StoreError> {
+        let mut c = Self::default();
+        for checked in orders {
+            let order = checked.order();
+            c.order_uid.push(checked.uid().as_str());
+            c.track_number.push(&order.track_number);
+            c.entry.push(&order.entry);
+            c.locale.push(&order.locale);
+            c.internal_signature.push(&order.internal_signature);
+            c.customer_id.push(&order.customer_id);
+            c.delivery_service.push(&order.delivery_service);
+            c.shardkey.push(&order.shardkey);
+            c.sm_id.push(order.sm_id);
+            c.date_created.push(order.date_created);
+            c.oof_shard.push(&order.oof_shard);
+            c.content_hash.push(checked.content_hash().as_bytes());
+            let delivery = &order.delivery;
+            c.delivery_name.push(&delivery.name);
+            c.delivery_phone.push(&delivery.phone);
+            c.delivery_zip.push(&delivery.zip);
+            c.delivery_city.push(&delivery.city);
+            c.delivery_address.push(&delivery.address);
+            c.delivery_region.push(&delivery.region);
+            c.delivery_email.push(&delivery.email);
+            let payment = &order.payment;
+            c.transaction.push(&payment.transaction);
+            c.request_id.push(&payment.request_id);
+            c.currency.push(&payment.currency);
+            c.provider.push(&payment.provider);
+            c.amount.push(payment.amount);
+            c.payment_dt.push(payment.payment_dt);
+            c.bank.push(&payment.bank);
+            c.delivery_cost.push(payment.delivery_cost);
+            c.goods_total.push(payment.goods_total);
+            c.custom_fee.push(payment.custom_fee);
+            for (position, item) in order.items.iter().enumerate() {
+                let position = i32::try_from(position)
+                    .map_err(|_| StoreError::Refused("too many items".into()))?;
+                c.item_order_uid.push(checked.uid().as_str());
+                c.item_position.push(position);
+                c.item_chrt_id.push(item.chrt_id);
+                c.item_track_number.push(&item.track_number);
+                c.item_price.push(item.price);
+                c.item_rid.push(&item.rid);
+                c.item_name.push(&item.name);
+                c.item_sale.push(item.sale);
+                c.item_size.push(&item.size);
+                c.item_total_price.push(item.total_price);
+                c.item_nm_id.push(item.nm_id);
+                c.item_brand.push(&item.brand);
+                c.item_status.push(item.status);
+            }
         }
-    }
-}
-
-impl PgStore {
-    /// A connection from the pool, see [`Conn`].
-    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
-        let object = self.pool.get().await.map_err(pool_error)?;
-        Ok(Conn {
-            object: Some(object),
-            keep: false,
-        })
+        Ok(c)
     }
 
-    /// A store on `pool`, whose connections were made with this `statement_timeout`: a
-    /// call that has not answered 5 s after it counts as unavailable (the server stopped
-    /// answering without closing the connection).
-    pub fn new(pool: Pool, statement_timeout: Duration) -> Self {
-        Self {
-            pool,
-            call_timeout: statement_timeout + Duration::from_secs(5),
-        }
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// Whether the server answers a trivial query now.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.timed("ping", async {
-            let mut client = self.conn().await?;
-            client.simple_query("SELECT 1").await.map_err(db_error)?;
-            client.keep();
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
-    where
-        F: Future<Output = Result<T, StoreError>>,
-    {
-        let started = Instant::now();
-        // The last guard against a server that stops answering without closing (a hung
-        // process, packets dropped): the statement timeout and the TCP user timeout end most
-        // such calls first, but neither sees a peer whose kernel still acknowledges.
-        let limit = match op {
-            "find" | "ping" => LOOKUP_TIMEOUT.min(self.call_timeout),
-            _ => self.call_timeout,
-        };
-        let result = match tokio::time::timeout(limit, f).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
-                "no answer from the database within {limit:?}"
-            ))),
-        };
-        histogram!(m::DB_QUERY, "op" => op).record(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            let kind = match e {
-                StoreError::Unavailable(_) => "unavailable",
-                StoreError::Refused(_) => "refused",
-                StoreError::Unreadable { .. } => "unreadable",
-                StoreError::Unknown(_) => "unknown",
-            };
-            counter!(m::DB_ERRORS, "op" => op, "kind" => kind).increment(1);
-        }
-        result
-    }
-}
-
-/// Column arrays of a batch, borrowed from the orders.
-struct Columns<'a> {
-    text: Vec<Vec<&'a str>>,
-    int: Vec<Vec<i64>>,
-}
-
-impl Columns<'_> {
-    fn new(texts: usize, ints: usize, rows: usize) -> Self {
-        Self {
-            text: (0..texts).map(|_| Vec::with_capacity(rows)).collect(),
-            int: (0..ints).map(|_| Vec::with_capacity(rows)).collect(),
-        }
+    /// The parameters of [`INSERT_BATCH`], $1 to $42, in order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 42] {
+        [
+            &self.order_uid,
+            &self.track_number,
+            &self.entry,
+            &self.locale,
+            &self.internal_signature,
+            &self.customer_id,
+            &self.delivery_service,
+            &self.shardkey,
+            &self.sm_id,
+            &self.date_created,
+            &self.oof_shard,
+            &self.content_hash,
+            &self.delivery_name,
+            &self.delivery_phone,
+            &self.delivery_zip,
+            &self.delivery_city,
+            &self.delivery_address,
+            &self.delivery_region,
+            &self.delivery_email,
+            &self.transaction,
+            &self.request_id,
+            &self.currency,
+            &self.provider,
+            &self.amount,
+            &self.payment_dt,
+            &self.bank,
+            &self.delivery_cost,
+            &self.goods_total,
+            &self.custom_fee,
+            &self.item_order_uid,
+            &self.item_position,
+            &self.item_chrt_id,
+            &self.item_track_number,
+            &self.item_price,
+            &self.item_rid,
+            &self.item_name,
+            &self.item_sale,
+            &self.item_size,
+            &self.item_total_price,
+            &self.item_nm_id,
+            &self.item_brand,
+            &self.item_status,
+        ]
     }
 }
 
 impl OrderStore for PgStore {
     async fn store_batch(&self, orders: &[CheckedOrder]) -> Result<Vec<StoreOutcome>, StoreError> {
         self.timed("store_batch", async {
-            let n = orders.len();
-            let uids: Vec<&str> = orders.iter().map(|o| o.uid().as_str()).collect();
-            // Column arrays, one per parameter of INSERT_BATCH, filled in one pass.
-            let mut o = Columns::new(8, 1, n);
-            let mut d = Columns::new(7, 0, n);
-            let mut p = Columns::new(5, 5, n);
-            let mut dates = Vec::with_capacity(n);
-            let mut hashes: Vec<&[u8]> = Vec::with_capacity(n);
-            let mut it = Columns::new(6, 6, n * 3);
-            let mut positions: Vec<i32> = Vec::with_capacity(n * 3);
-            for c in orders {
-                let x = c.order();
-                for (col, v) in o.text.iter_mut().zip([
-                    &x.track_number,
-                    &x.entry,
-                    &x.locale,
-                    &x.internal_signature,
-                    &x.customer_id,
-                    &x.delivery_service,
-                    &x.shardkey,
-                    &x.oof_shard,
-                ]) {
-                    col.push(v.as_str());
-                }
-                o.int[0].push(x.sm_id);
-                dates.push(x.date_created);
-                hashes.push(c.content_hash().as_bytes());
-                let dl = &x.delivery;
-                for (col, v) in d.text.iter_mut().zip([
-                    &dl.name,
-                    &dl.phone,
-                    &dl.zip,
-                    &dl.city,
-                    &dl.address,
-                    &dl.region,
-                    &dl.email,
-                ]) {
-                    col.push(v.as_str());
-                }
-                let pm = &x.payment;
-                for (col, v) in p.text.iter_mut().zip([
-                    &pm.transaction,
-                    &pm.request_id,
-                    &pm.currency,
-                    &pm.provider,
-                    &pm.bank,
-                ]) {
-                    col.push(v.as_str());
-                }
-                for (col, v) in p.int.iter_mut().zip([
-                    pm.amount,
-                    pm.payment_dt,
-                    pm.delivery_cost,
-                    pm.goods_total,
-                    pm.custom_fee,
-                ]) {
-                    col.push(v);
-                }
-                for (pos, item) in x.items.iter().enumerate() {
-                    positions.push(
-                        i32::try_from(pos)
-                            .map_err(|_| StoreError::Refused("too many items".into()))?,
-                    );
-                    for (col, v) in it.text.iter_mut().zip([
-                        &x.order_uid,
-                        &item.track_number,
-                        &item.rid,
-                        &item.name,
-                        &item.size,
-                        &item.brand,
-                    ]) {
-                        col.push(v.as_str());
-                    }
-                    for (col, v) in it.int.iter_mut().zip([
-                        item.chrt_id,
-                        item.price,
-                        item.sale,
-                        item.total_price,
-                        item.nm_id,
-                        item.status,
-                    ]) {
-                        col.push(v);
-                    }
-                }
-            }
+            let columns = BatchColumns::of(orders)?;
             let mut client = self.conn().await?;
             let statement = client
                 .prepare_cached(INSERT_BATCH)
                 .await
                 .map_err(db_error)?;
-            let (ot, oi, dt, pt, pi, t, i) =
-                (&o.text, &o.int, &d.text, &p.text, &p.int, &it.text, &it.int);
             let rows = client
-                .query(
-                    &statement,
-                    &[
-                        &uids, &ot[0], &ot[1], &ot[2], &ot[3], &ot[4], &ot[5], &ot[6], &oi[0],
-                        &dates, &ot[7], &hashes, &dt[0], &dt[1], &dt[2], &dt[3], &dt[4], &dt[5],
-                        &dt[6], &pt[0], &pt[1], &pt[2], &pt[3], &pi[0], &pi[1], &pt[4], &pi[2],
-                        &pi[3], &pi[4], &t[0], &positions, &i[0], &t[1], &i[1], &t[2], &t[3],
-                        &i[2], &t[4], &i[3], &i[4], &t[5], &i[5],
-                    ],
-                )
+                .query(&statement, &columns.params())
                 .await
                 .map_err(db_error)?;
-            let inserted: std::collections::HashSet<String> =
-                rows.iter().map(|r| r.get(0)).collect();
-            if inserted.len() == n {
+            let inserted: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            if inserted.len() == orders.len() {
                 client.keep();
-                return Ok(vec![StoreOutcome::Inserted; n]);
+                return Ok(vec![StoreOutcome::Inserted; orders.len()]);
             }
-            let others: Vec<&str> = uids
+            // Not new: tell a redelivery (same hash) from a conflict (another one).
+            let others: Vec<&str> = columns
+                .order_uid
                 .iter()
                 .copied()
-                .filter(|u| !inserted.contains(*u))
+                .filter(|uid| !inserted.contains(*uid))
                 .collect();
             let existing: HashMap<String, Vec<u8>> = client
                 .query(EXISTING_HASHES, &[&others])
@@ -368,11 +242,12 @@ impl OrderStore for PgStore {
             client.keep();
             Ok(orders
                 .iter()
-                .map(|c| {
-                    if inserted.contains(c.uid().as_str()) {
+                .map(|order| {
+                    let uid = order.uid().as_str();
+                    if inserted.contains(uid) {
                         StoreOutcome::Inserted
-                    } else if existing.get(c.uid().as_str()).map(Vec::as_slice)
-                        == Some(c.content_hash().as_bytes())
+                    } else if existing.get(uid).map(Vec::as_slice)
+                        == Some(order.content_hash().as_bytes())
                     {
                         StoreOutcome::SameContent
                     } else {
@@ -382,106 +257,5 @@ impl OrderStore for PgStore {
                 .collect())
         })
         .await
-    }
-}
-
-/// The dead-letter ledger lives beside the orders, in the `dead_letters` table.
-impl DeadLetterLedger for PgStore {
-    async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
-        self.timed("dead_lettered", async {
-            let (topics, partitions, offsets, hashes) = id_columns(ids.iter());
-            let mut client = self.conn().await?;
-            let rows = client
-                .query(DEAD_LETTERED, &[&topics, &partitions, &offsets, &hashes])
-                .await
-                .map_err(db_error)?;
-            let mut seen = vec![false; ids.len()];
-            for row in rows {
-                // WITH ORDINALITY counts from 1.
-                let i: i64 = row.get(0);
-                if let Some(slot) = seen.get_mut((i - 1) as usize) {
-                    *slot = true;
-                }
-            }
-            client.keep();
-            Ok(seen)
-        })
-        .await
-    }
-
-    async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
-        self.timed("record_dead_letters", async {
-            let (topics, partitions, offsets, hashes) = id_columns(letters.iter().map(|l| &l.id));
-            let reasons: Vec<&str> = letters.iter().map(|l| l.reason.code()).collect();
-            // PostgreSQL text cannot hold NUL, and a detail may quote the message.
-            let details: Vec<String> = letters
-                .iter()
-                .map(|l| l.detail.replace('\0', "\\0"))
-                .collect();
-            let mut client = self.conn().await?;
-            client
-                .execute(
-                    RECORD_DEAD_LETTERS,
-                    &[&topics, &partitions, &offsets, &hashes, &reasons, &details],
-                )
-                .await
-                .map_err(db_error)?;
-            client.keep();
-            Ok(())
-        })
-        .await
-    }
-}
-
-type IdColumns<'a> = (Vec<&'a str>, Vec<i32>, Vec<i64>, Vec<&'a [u8]>);
-
-fn id_columns<'a>(ids: impl Iterator<Item = &'a MessageId>) -> IdColumns<'a> {
-    let mut cols: IdColumns<'a> = Default::default();
-    for id in ids {
-        cols.0.push(&id.topic);
-        cols.1.push(id.partition);
-        cols.2.push(id.offset);
-        cols.3.push(&id.payload_hash);
-    }
-    cols
-}
-
-/// Driver errors become the port's errors here and go no further.
-///
-/// Integrity (23), data (22) and program-limit (54) errors depend on the data: the same
-/// data fails the same way again, so ingest sets the order aside. Every other class is about
-/// the server, the connection or our statements, and is retried (counted in
-/// `ingest_retries_total` and `db_errors_total`, which the alert rules watch).
-pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
-    match e.code() {
-        Some(code)
-            if ["22", "23", "54"]
-                .iter()
-                .any(|class| code.code().starts_with(class)) =>
-        {
-            StoreError::Refused(
-                e.as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
-            )
-        }
-        Some(code)
-            if code.code().starts_with("08")
-                || code.code().starts_with("53")
-                || code.code().starts_with("57")
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
-        {
-            StoreError::Unavailable(e.into())
-        }
-        Some(_) => StoreError::Unknown(e.into()),
-        // No SQLSTATE: the connection itself failed.
-        None => StoreError::Unavailable(e.into()),
-    }
-}
-
-pub(crate) fn pool_error(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Backend(e) => db_error(e),
-        other => StoreError::Unavailable(anyhow::anyhow!("no database connection: {other}")),
     }
 }

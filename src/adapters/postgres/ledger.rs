@@ -1,0 +1,80 @@
+//! The dead-letter ledger: which messages were already sent to the dead-letter topic, so
+//! that a replay sends none twice. It lives beside the orders, in the `dead_letters` table.
+
+use super::pool::{PgStore, db_error};
+use crate::domain::message::{DeadLetter, MessageId};
+use crate::domain::ports::{DeadLetterLedger, StoreError};
+
+const DEAD_LETTERED: &str = r#"
+SELECT t.i::int8 FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[])
+         WITH ORDINALITY AS t(topic, partition, off, hash, i)
+JOIN dead_letters d
+  ON d.topic = t.topic AND d.partition = t.partition AND d."offset" = t.off
+ AND d.payload_hash = t.hash
+"#;
+
+const RECORD_DEAD_LETTERS: &str = r#"
+INSERT INTO dead_letters (topic, partition, "offset", payload_hash, reason, detail)
+SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[], $5::text[], $6::text[])
+ON CONFLICT DO NOTHING
+"#;
+
+impl DeadLetterLedger for PgStore {
+    async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
+        self.timed("dead_lettered", async {
+            let (topics, partitions, offsets, hashes) = id_columns(ids.iter());
+            let mut client = self.conn().await?;
+            let rows = client
+                .query(DEAD_LETTERED, &[&topics, &partitions, &offsets, &hashes])
+                .await
+                .map_err(db_error)?;
+            let mut seen = vec![false; ids.len()];
+            for row in rows {
+                // WITH ORDINALITY counts from 1.
+                let i: i64 = row.get(0);
+                if let Some(slot) = seen.get_mut((i - 1) as usize) {
+                    *slot = true;
+                }
+            }
+            client.keep();
+            Ok(seen)
+        })
+        .await
+    }
+
+    async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
+        self.timed("record_dead_letters", async {
+            let (topics, partitions, offsets, hashes) = id_columns(letters.iter().map(|l| &l.id));
+            let reasons: Vec<&str> = letters.iter().map(|l| l.reason.code()).collect();
+            // PostgreSQL text cannot hold NUL, and a detail may quote the message.
+            let details: Vec<String> = letters
+                .iter()
+                .map(|l| l.detail.replace('\0', "\\0"))
+                .collect();
+            let mut client = self.conn().await?;
+            client
+                .execute(
+                    RECORD_DEAD_LETTERS,
+                    &[&topics, &partitions, &offsets, &hashes, &reasons, &details],
+                )
+                .await
+                .map_err(db_error)?;
+            client.keep();
+            Ok(())
+        })
+        .await
+    }
+}
+
+type IdColumns<'a> = (Vec<&'a str>, Vec<i32>, Vec<i64>, Vec<&'a [u8]>);
+
+fn id_columns<'a>(ids: impl Iterator<Item = &'a MessageId>) -> IdColumns<'a> {
+    let mut cols: IdColumns<'a> = Default::default();
+    for id in ids {
+        cols.0.push(&id.topic);
+        cols.1.push(id.partition);
+        cols.2.push(id.offset);
+        cols.3.push(&id.payload_hash);
+    }
+    cols
+}

@@ -1,0 +1,205 @@
+//! Connections to PostgreSQL: the pool, the settings that notice a silent server, the
+//! connection guard, the timing and the translation of driver errors into the ports' errors.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use metrics::{counter, histogram};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::config::DatabaseUrl;
+use crate::domain::metrics as m;
+use crate::domain::ports::StoreError;
+
+/// Orders in PostgreSQL, through a connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// Longest wait for any call, past which the server counts as unavailable.
+    call_timeout: Duration,
+}
+
+/// Longest wait for one lookup (`find`, `ping`): a person is waiting.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP settings that notice a server that went silent: keepalive probes on idle
+/// connections, and a limit on how long sent data may stay unacknowledged. And the
+/// server-side `statement_timeout`, unless the URL's `options` set one.
+fn silent_server_settings(config: &mut tokio_postgres::Config, statement_timeout: Duration) {
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
+    let options = config.get_options().unwrap_or_default().to_owned();
+    if !options.contains("statement_timeout") {
+        let ms = statement_timeout.as_millis();
+        config.options(format!("{options} -c statement_timeout={ms}").trim_start());
+    }
+}
+
+/// A pool for `url`, `size` connections at most, whose statements may run for
+/// `statement_timeout`. Connecting is lazy: the first query (or [`PgStore::ping`]) finds out
+/// whether the server answers.
+pub fn pool(url: &DatabaseUrl, size: usize, statement_timeout: Duration) -> anyhow::Result<Pool> {
+    let mut config = url.config().clone();
+    silent_server_settings(&mut config, statement_timeout);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        // A dead server must fail calls quickly so ingest can back off and report not ready.
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the connection pool: {e}"))
+}
+
+/// A pooled connection that goes back to the pool only when the call using it said so
+/// ([`Conn::keep`], on success). One dropped mid-call, because the call timed out or
+/// failed, may sit on a hung or broken socket: it is closed instead of handed to the next
+/// caller, who would hang on it in turn.
+pub(crate) struct Conn {
+    object: Option<deadpool_postgres::Object>,
+    keep: bool,
+}
+
+impl Conn {
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        self.object.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Some(object) = self.object.take()
+        {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
+}
+
+impl PgStore {
+    /// A connection from the pool, see [`Conn`].
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        let object = self.pool.get().await.map_err(pool_error)?;
+        Ok(Conn {
+            object: Some(object),
+            keep: false,
+        })
+    }
+
+    /// A store on `pool`, whose connections were made with this `statement_timeout`: a
+    /// call that has not answered 5 s after it counts as unavailable (the server stopped
+    /// answering without closing the connection).
+    pub fn new(pool: Pool, statement_timeout: Duration) -> Self {
+        Self {
+            pool,
+            call_timeout: statement_timeout + Duration::from_secs(5),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Whether the server answers a trivial query now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", async {
+            let mut client = self.conn().await?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            client.keep();
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let started = Instant::now();
+        // The last guard against a server that stops answering without closing (a hung
+        // process, packets dropped): the statement timeout and the TCP user timeout end most
+        // such calls first, but neither sees a peer whose kernel still acknowledges.
+        let limit = match op {
+            "find" | "ping" => LOOKUP_TIMEOUT.min(self.call_timeout),
+            _ => self.call_timeout,
+        };
+        let result = match tokio::time::timeout(limit, f).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no answer from the database within {limit:?}"
+            ))),
+        };
+        histogram!(m::DB_QUERY, "op" => op).record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            let kind = match e {
+                StoreError::Unavailable(_) => "unavailable",
+                StoreError::Refused(_) => "refused",
+                StoreError::Unreadable { .. } => "unreadable",
+                StoreError::Unknown(_) => "unknown",
+            };
+            counter!(m::DB_ERRORS, "op" => op, "kind" => kind).increment(1);
+        }
+        result
+    }
+}
+
+/// Driver errors become the port's errors here and go no further.
+///
+/// Integrity (23), data (22) and program-limit (54) errors depend on the data: the same
+/// data fails the same way again, so ingest sets the order aside. Every other class is about
+/// the server, the connection or our statements, and is retried (counted in
+/// `ingest_retries_total` and `db_errors_total`, which the alert rules watch).
+pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code)
+            if ["22", "23", "54"]
+                .iter()
+                .any(|class| code.code().starts_with(class)) =>
+        {
+            StoreError::Refused(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+            )
+        }
+        Some(code)
+            if code.code().starts_with("08")
+                || code.code().starts_with("53")
+                || code.code().starts_with("57")
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreError::Unavailable(e.into())
+        }
+        Some(_) => StoreError::Unknown(e.into()),
+        // No SQLSTATE: the connection itself failed.
+        None => StoreError::Unavailable(e.into()),
+    }
+}
+
+pub(crate) fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => db_error(e),
+        other => StoreError::Unavailable(anyhow::anyhow!("no database connection: {other}")),
+    }
+}
