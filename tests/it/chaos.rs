@@ -433,21 +433,7 @@ impl OwnPostgres {
             pg.port
         );
         let log = pg.dir.join("log");
-        assert!(
-            pg.pg(&[
-                "pg_ctl",
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "start"
-            ])
-            .success(),
-            "pg_ctl start"
-        );
+        pg.ctl(&["-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
         pg
     }
 
@@ -456,26 +442,22 @@ impl OwnPostgres {
     }
 
     fn restart_immediate(&self) {
+        self.ctl(&["-m", "immediate", "-w", "restart"]);
+    }
+
+    /// `pg_ctl -D <the cluster> ARGS`, which must succeed.
+    fn ctl(&self, args: &[&str]) {
         let data = self.dir.join("pg");
-        assert!(
-            self.pg(&[
-                "pg_ctl",
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "restart"
-            ])
-            .success(),
-            "pg_ctl restart"
-        );
+        let mut all = vec!["pg_ctl", "-D", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        assert!(self.pg(&all).success(), "pg_ctl {args:?}");
     }
 }
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let data = self.dir.join("pg");
+        // Not `ctl`: a failed stop must not panic inside drop.
         self.pg(&[
             "pg_ctl",
             "-D",
