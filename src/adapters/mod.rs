@@ -1,4 +1,4 @@
-//! Adapters: the technologies (PostgreSQL, later Kafka, moka and actix-web) plugged into the
+//! Adapters: the technologies (PostgreSQL, Kafka, moka and actix-web) plugged into the
 //! domain's ports. Driver errors are translated here and never leave as driver types.
 
 pub mod cache;

@@ -29,7 +29,9 @@ pub fn check_identifier(s: &str) -> Result<(), InvalidUid> {
 pub fn identifier(s: &str) -> Result<(), ValidationError> {
     check_identifier(s).map_err(|e| match e {
         InvalidUid::Empty => error("empty", "must not be empty"),
-        InvalidUid::TooLong => error("too_long", "must be at most 64 characters"),
+        InvalidUid::TooLong => ValidationError::new("too_long").with_message(Cow::Owned(format!(
+            "must be at most {MAX_ID_LEN} characters"
+        ))),
         InvalidUid::NotAlphanumeric => error(
             "not_alphanumeric",
             "must hold only ASCII letters and digits",

@@ -6,10 +6,11 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::domain::lookup::LookupError;
+use crate::domain::order::MAX_ID_LEN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("order uid must be 1 to 64 ASCII letters and digits")]
+    #[error("order uid must be 1 to {} ASCII letters and digits", MAX_ID_LEN)]
     InvalidUid,
     #[error("no order with this uid")]
     NotFound,
