@@ -22,6 +22,7 @@ test *ARGS: test-services
 lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets --features bench-baseline -- -D warnings
 
 # Format the code.
 [group('develop')]
@@ -60,7 +61,7 @@ bench-ingest: test-services
 # Lookups over HTTP with 100 000 orders cached, fixed rate and max; baseline: a fixed body.
 [group('measure')]
 bench-http: test-services
-    cargo bench --bench http
+    cargo bench --bench http --features bench-baseline
 
 # --- the whole stack -----------------------------------------------------------------------
 

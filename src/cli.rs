@@ -200,8 +200,10 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
 
-    /// For `just bench-http` only: serve a fixed body of this many bytes at /__bench/fixed,
+    /// For `just bench-http` only (built with the `bench-baseline` feature, never in a
+    /// release): serve a fixed body of this many bytes at /__bench/fixed,
     /// the baseline the order lookups are measured against.
+    #[cfg(feature = "bench-baseline")]
     #[arg(
         long,
         env = "HTTP_BENCH_FIXED_BYTES",

@@ -125,9 +125,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         usize::from,
     );
+    #[cfg(feature = "bench-baseline")]
     let bench_fixed = args
         .http_bench_fixed_bytes
         .map(|n| bytes::Bytes::from(vec![b'x'; n]));
+    #[cfg(not(feature = "bench-baseline"))]
+    let bench_fixed = None;
     let server = http::start(
         args.http_addr,
         lookup,
