@@ -10,8 +10,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use order_svc::domain::generate::{Corruption, GenerateOptions, Generator};
 use order_svc::domain::order::Order;
+use order_svc::generate::{Corruption, GenerateOptions, Generator};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -12,7 +12,7 @@ use anyhow::bail;
 use tokio_postgres::config::Host;
 
 use crate::cli::GeneratorArgs;
-use crate::domain::generate::GenerateOptions;
+use crate::generate::GenerateOptions;
 
 /// A PostgreSQL URL that parsed, names exactly one database, and can be shown without its
 /// password.

@@ -9,10 +9,14 @@
 //! - `main.rs` parses the command line, starts telemetry and calls one `app::*::run`.
 //!
 //! [`cli`] and [`config`] describe and check the settings; [`telemetry`] sets up logs.
+//! [`generate`] makes test data (valid orders and each kind of invalid one): a tool for
+//! `generate`, `produce`, the tests and the benchmarks, not a rule of the business, so it
+//! lives beside the domain, not in it.
 
 pub mod adapters;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod generate;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{GenerateArgs, OutputFormat};
-use crate::domain::generate::Generator;
+use crate::generate::Generator;
 
 /// Below this many orders a run is too short for a progress bar to help.
 const PROGRESS_MIN_COUNT: u64 = 10_000;

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::adapters::kafka::{ensure_topics, producer::OrderPublisher};
 use crate::cli::ProduceArgs;
-use crate::domain::generate::Generator;
+use crate::generate::Generator;
 
 type Source = Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)> + Send>;
 

@@ -4,12 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::generate::{Corruption, GenerateOptions, Generator};
 use super::ingest::{BatchReport, Ingest, IngestPolicy};
 use super::message::{DeadLetter, InboundMessage, MessageId};
 use super::order::{ContentHash, OrderUid};
 use super::ports::*;
 use super::validate::{CheckedOrder, Consistency};
+use crate::generate::{Corruption, GenerateOptions, Generator};
 
 #[derive(Default)]
 struct FakeStore {

@@ -1,7 +1,6 @@
 //! The core: orders, their rules, and the use cases. It knows nothing of Kafka, PostgreSQL,
 //! caches or HTTP; adapters reach it through the traits in [`ports`].
 
-pub mod generate;
 pub mod health;
 pub mod ingest;
 pub mod lookup;
@@ -12,8 +11,6 @@ pub mod ports;
 pub mod rules;
 pub mod validate;
 
-#[cfg(test)]
-mod generate_tests;
 #[cfg(test)]
 mod ingest_tests;
 #[cfg(test)]

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use order_svc::domain::generate::{GenerateOptions, Generator};
 use order_svc::domain::order::ContentHash;
 use order_svc::domain::validate::{Consistency, accept};
+use order_svc::generate::{GenerateOptions, Generator};
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use order_svc::domain::generate::{GenerateOptions, Generator};
+use order_svc::generate::{GenerateOptions, Generator};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use order_svc::domain::generate::{GenerateOptions, Generator};
 use order_svc::domain::order::Order;
+use order_svc::generate::{GenerateOptions, Generator};
 
 use crate::helpers::{Serve, TestDb, count, order_svc, run};
 use crate::kafka::{TestTopic, producer, read_topic, send_all, wait_committed};

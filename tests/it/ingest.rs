@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use order_svc::domain::generate::{Corruption, GenerateOptions, Generator};
+use order_svc::generate::{Corruption, GenerateOptions, Generator};
 
 use crate::helpers::{Serve, TestDb, count, order_svc, run, wait_for};
 use crate::kafka::{TestTopic, committed_total, producer, read_topic, send_all, wait_committed};

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use order_svc::domain::generate::{GenerateOptions, Generator};
+use order_svc::generate::{GenerateOptions, Generator};
 use serde_json::Value;
 
 use crate::helpers::{

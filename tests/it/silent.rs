@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use order_svc::domain::generate::{GenerateOptions, Generator};
+use order_svc::generate::{GenerateOptions, Generator};
 
 use crate::helpers::{Serve, TestDb, count, http_get, order_svc, run, wait_for};
 use crate::kafka::{TestTopic, producer, send_all, wait_committed};

@@ -9,8 +9,8 @@ use rand::{Rng, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use super::order::{Delivery, Item, Order, Payment};
-use super::validate::RejectReason;
+use crate::domain::order::{Delivery, Item, Order, Payment};
+use crate::domain::validate::RejectReason;
 
 /// The ways an invalid order is broken. Each generated invalid order has exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -388,3 +388,6 @@ fn random_string(rng: &mut ChaCha8Rng, alphabet: &[u8], len: usize) -> String {
         .map(|_| char::from(*alphabet.choose(rng).expect("non-empty alphabet")))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

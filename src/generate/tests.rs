@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::generate::{Corruption, GenerateOptions, Generator};
-use super::validate::{Consistency, accept};
+use super::{Corruption, GenerateOptions, Generator};
+use crate::domain::validate::{Consistency, accept};
 
 const LIMIT: usize = 1024 * 1024;
 
