@@ -20,7 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::helpers::{Serve, TestDb, connect, free_port, order_svc, run};
+use crate::helpers::{Serve, TestDb, connect, free_port, host_port};
 use crate::kafka::{PARTITIONS, TestTopic, committed_total_on, config_on, read_topic_on};
 use crate::proxy::CutProxy;
 
@@ -284,11 +284,6 @@ impl World {
     }
 }
 
-fn host_port(url: &str) -> String {
-    let rest = url.split_once('@').map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap().to_owned()
-}
-
 /// A tansu broker of the run's own, so that it can be frozen without touching the shared one.
 struct OwnBroker {
     child: Child,
@@ -483,8 +478,7 @@ struct Plan {
 async fn chaos(plan: Plan, broker: Option<&OwnBroker>, db_url: String, pg: Option<&OwnPostgres>) {
     let brokers = broker.map_or_else(crate::kafka::brokers, |b| format!("127.0.0.1:{}", b.port));
     let topic = TestTopic::create_on(&brokers).await;
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db_url));
-    assert!(out.status.success(), "{stderr}");
+    crate::helpers::migrate(&db_url);
     let upstream: std::net::SocketAddr = host_port(&db_url).parse().unwrap();
     let producer: FutureProducer = config_on(&brokers)
         .set("acks", "all")

@@ -80,8 +80,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
     let db = TestDb::unique();
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-    assert!(out.status.success(), "{stderr}");
+    crate::helpers::migrate(&db.url);
     let topic = TestTopic::create().await;
     let serve = Serve::start(&topic.serve_env(&db.url, "dash")).await;
     serve.wait_ready().await;

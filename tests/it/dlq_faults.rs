@@ -8,7 +8,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use crate::helpers::{Serve, TestDb, order_svc, run, wait_for};
+use crate::helpers::{Serve, TestDb, migrate, wait_for};
 use crate::kafka::{PARTITIONS, committed_total_on, config_on, group_id, read_topic_on};
 
 /// Offsets hold while dead letters cannot be published; refused publishes are retried (and
@@ -46,8 +46,7 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
     );
 
     let db = TestDb::unique();
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-    assert!(out.status.success(), "{stderr}");
+    migrate(&db.url);
     let serve = Serve::start(&[
         ("DATABASE_URL", db.url.clone()),
         ("KAFKA_BROKERS", brokers.clone()),

@@ -10,10 +10,9 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// `host:port` of the tests' PostgreSQL, as written in TEST_DATABASE_URL.
-pub fn pg_host_port() -> String {
-    let url = admin_url();
-    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+/// `host:port` of a PostgreSQL URL (5432 when the URL names no port).
+pub fn host_port(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let host = after_scheme
         .split('/')
         .next()
@@ -26,6 +25,24 @@ pub fn pg_host_port() -> String {
     } else {
         format!("{host}:5432")
     }
+}
+
+/// `host:port` of the tests' PostgreSQL, as written in TEST_DATABASE_URL.
+pub fn pg_host_port() -> String {
+    host_port(&admin_url())
+}
+
+/// Runs `order-svc migrate` on `url`, which must succeed.
+pub fn migrate(url: &str) {
+    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", url));
+    assert!(out.status.success(), "{stderr}");
+}
+
+/// A migrated database of the test's own.
+pub fn migrated_db() -> TestDb {
+    let db = TestDb::unique();
+    migrate(&db.url);
+    db
 }
 
 /// The tests' PostgreSQL as a socket address, for proxies put in front of it.

@@ -7,20 +7,13 @@ use std::time::Duration;
 use order_svc::domain::order::Order;
 use order_svc::generate::{GenerateOptions, Generator};
 
-use crate::helpers::{Serve, TestDb, count, order_svc, run};
+use crate::helpers::{Serve, count, migrated_db};
 use crate::kafka::{TestTopic, producer, read_topic, send_all, wait_committed};
 use crate::wire::{RawRecord, produce_raw};
 
-async fn migrated_db() -> TestDb {
-    let db = TestDb::unique();
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-    assert!(out.status.success(), "{stderr}");
-    db
-}
-
 #[tokio::test]
 async fn headers_keys_and_payloads_of_any_bytes_neither_stop_nor_bend_ingest() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let serve = Serve::start(&topic.serve_env(&db.url, "g")).await;
     serve.wait_ready().await;
 
@@ -117,7 +110,7 @@ async fn headers_keys_and_payloads_of_any_bytes_neither_stop_nor_bend_ingest() {
 /// wins.
 #[tokio::test]
 async fn the_first_version_of_a_uid_wins_across_batches_in_flight() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let mut g = Generator::new(GenerateOptions {
         seed: 8,
         min_items: 40,

@@ -5,18 +5,10 @@ use std::time::Duration;
 
 use order_svc::generate::{Corruption, GenerateOptions, Generator};
 
-use crate::helpers::{Serve, TestDb, count, order_svc, run, wait_for};
+use crate::helpers::{Serve, TestDb, count, migrated_db, wait_for};
 use crate::kafka::{TestTopic, committed_total, producer, read_topic, send_all, wait_committed};
 
 type Messages = Vec<(Option<String>, Vec<u8>)>;
-
-/// A migrated database of the test's own.
-async fn migrated_db() -> TestDb {
-    let db = TestDb::unique();
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-    assert!(out.status.success(), "{stderr}");
-    db
-}
 
 /// `n` generated messages; returns them, the uids `serve` accepts under the default
 /// `VALIDATION_CONSISTENCY=warn` (valid, or only inconsistent), and each message's corruption.
@@ -56,7 +48,7 @@ async fn wait_for_orders(db: &TestDb, expected: i64, secs: u64) {
 
 #[tokio::test]
 async fn a_mixed_stream_lands_exactly_once_each() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let (mut messages, _, mut kinds) = generate(21, 400, 0.4);
     // VALIDATION_CONSISTENCY=reject below: only orders without any corruption are stored.
     let valid: HashSet<String> = messages
@@ -166,7 +158,7 @@ async fn a_mixed_stream_lands_exactly_once_each() {
 
 #[tokio::test]
 async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_letter_twice() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let (messages, valid, _) = generate(22, 300, 0.3);
     let invalid = messages.len() - valid.len();
     send_all(&producer(), &topic.name, &messages).await;
@@ -198,7 +190,7 @@ async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_le
 
 #[tokio::test]
 async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let (messages, valid, _) = generate(23, 12_000, 0.05);
     send_all(&producer(), &topic.name, &messages).await;
 
@@ -229,7 +221,7 @@ async fn serve_killed_mid_stream_and_restarted_stores_every_order_exactly_once()
 
 #[tokio::test]
 async fn sigterm_commits_exactly_what_was_stored_and_exits_cleanly() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let (messages, _, _) = generate(24, 12_000, 0.0);
     send_all(&producer(), &topic.name, &messages).await;
 
@@ -261,7 +253,7 @@ async fn sigterm_commits_exactly_what_was_stored_and_exits_cleanly() {
 
 #[tokio::test]
 async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let env = topic.serve_env(&db.url, "shared");
     let a = Serve::start(&env).await;
     let b = Serve::start(&env).await;
@@ -305,7 +297,7 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
 
 #[tokio::test]
 async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let proxy = crate::proxy::CutProxy::start(crate::helpers::pg_addr()).await;
     let proxied_url = db.url.replace(
         &crate::helpers::pg_host_port(),
@@ -364,7 +356,7 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test]
 async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
-    let (db, topic) = (migrated_db().await, TestTopic::create().await);
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
     let proxy = crate::proxy::CutProxy::start(crate::helpers::pg_addr()).await;
     let proxied_url = db.url.replace(
         &crate::helpers::pg_host_port(),

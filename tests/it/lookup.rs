@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use order_svc::generate::{GenerateOptions, Generator};
 use serde_json::Value;
 
-use crate::helpers::{
-    Reply, Serve, TestDb, count, header, http, http_get, order_svc, run, wait_for,
-};
+use crate::helpers::{Reply, Serve, TestDb, count, header, http, http_get, wait_for};
 use crate::kafka::{TestTopic, producer, send_all};
 
 pub const CANONICAL: &str = include_str!("../data/model.json");
@@ -23,8 +21,7 @@ pub struct Stored {
 impl Stored {
     pub async fn new(extra: Vec<Value>) -> Self {
         let db = TestDb::unique();
-        let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-        assert!(out.status.success(), "{stderr}");
+        crate::helpers::migrate(&db.url);
         let topic = TestTopic::create().await;
         let mut generator = Generator::new(GenerateOptions {
             seed: 31,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use order_svc::generate::{GenerateOptions, Generator};
 
-use crate::helpers::{Serve, TestDb, count, http_get, order_svc, run, wait_for};
+use crate::helpers::{Serve, TestDb, count, http_get, migrate, wait_for};
 use crate::kafka::{TestTopic, producer, send_all, wait_committed};
 use crate::proxy::CutProxy;
 
@@ -22,8 +22,7 @@ fn orders(g: &mut Generator, n: usize) -> Vec<(Option<String>, Vec<u8>)> {
 #[tokio::test]
 async fn a_silent_database_makes_serve_not_ready_and_ingest_resumes_when_it_answers() {
     let db = TestDb::unique();
-    let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", &db.url));
-    assert!(out.status.success(), "{stderr}");
+    migrate(&db.url);
     let topic = TestTopic::create().await;
     let proxy = CutProxy::start(crate::helpers::pg_addr()).await;
     let url = db.url.replace(
