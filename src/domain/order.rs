@@ -13,10 +13,7 @@ use sha2::{Digest, Sha256};
 use validator::Validate;
 
 use super::rules;
-
-/// The longest `order_uid` (and other identifiers) we accept. The existing service had no
-/// bound; 64 keeps keys, cache entries and log lines small.
-pub const MAX_ID_LEN: usize = 64;
+pub use super::rules::{InvalidUid, MAX_ID_LEN};
 
 /// One order. Field order follows `model.json`, so serializing gives the same layout back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
@@ -174,17 +171,6 @@ impl Order {
 /// An `order_uid` known to be valid: ASCII letters and digits, 1 to [`MAX_ID_LEN`] long.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrderUid(String);
-
-/// Why a string is not an [`OrderUid`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidUid {
-    #[error("order uid is empty")]
-    Empty,
-    #[error("order uid is longer than {MAX_ID_LEN} characters")]
-    TooLong,
-    #[error("order uid may hold only ASCII letters and digits")]
-    NotAlphanumeric,
-}
 
 impl OrderUid {
     pub fn parse(s: impl Into<String>) -> Result<Self, InvalidUid> {

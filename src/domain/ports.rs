@@ -6,10 +6,58 @@
 
 use std::future::Future;
 
-use super::lookup::{LookupError, OrderView};
+use bytes::Bytes;
+
 use super::message::{DeadLetter, MessageId};
 use super::order::{ContentHash, OrderUid};
 use super::validate::CheckedOrder;
+
+/// An order ready to serve: its canonical JSON (written as is, never re-encoded) and its
+/// entity tag (the content hash; orders never change, so neither does the tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub json: Bytes,
+    pub etag: String,
+}
+
+impl OrderView {
+    pub fn new(json: Bytes, hash: &ContentHash) -> Self {
+        Self {
+            json,
+            etag: hash.to_hex(),
+        }
+    }
+}
+
+impl From<StoredOrder> for OrderView {
+    fn from(s: StoredOrder) -> Self {
+        Self::new(Bytes::from(s.json), &s.hash)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
+    #[error("no order with this uid")]
+    NotFound,
+    /// The store cannot be reached and the cache does not hold the order.
+    #[error("the order store is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored, but the row does not read back as an order.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("lookup failed: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for LookupError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(format!("{e:#}")),
+            e @ StoreError::Unreadable { .. } => Self::Unreadable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
 
 /// What the store did with one order of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,20 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use validator::ValidationError;
 
-use crate::domain::order::{InvalidUid, MAX_ID_LEN};
+/// The longest `order_uid` (and other identifiers) we accept. The existing service had no
+/// bound; 64 keeps keys, cache entries and log lines small.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why a string is not an [`OrderUid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUid {
+    #[error("order uid is empty")]
+    Empty,
+    #[error("order uid is longer than {MAX_ID_LEN} characters")]
+    TooLong,
+    #[error("order uid may hold only ASCII letters and digits")]
+    NotAlphanumeric,
+}
 
 fn error(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(Cow::Borrowed(message))
