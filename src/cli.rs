@@ -1,14 +1,19 @@
 //! The command line: four subcommands, every flag with an environment fallback.
 //!
-//! These are the raw arguments as typed. [`crate::config`] turns them into the settings the
-//! program runs on, checking what clap cannot (cross-field rules, URL contents).
+//! These are the raw arguments as typed, each checked alone by its value parser.
+//! [`crate::settings`] reads them from the flags, the environment and a settings file, and
+//! turns them into the typed settings the program runs on, checking what needs several
+//! values at once or knowledge of a URL's contents.
+//!
+//! An argument with `hide_env_values` is a secret: never shown, masked by `order-svc config`,
+//! and readable from a file named by `<VARIABLE>_FILE`.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{DatabaseUrl, parse_rate, parse_share};
 use crate::domain::validate::Consistency;
 
 #[derive(Debug, Parser)]
@@ -16,10 +21,17 @@ use crate::domain::validate::Consistency;
     name = "order-svc",
     version,
     about = "Takes orders from Kafka, stores them in PostgreSQL, caches the hot ones and serves them over HTTP.",
-    after_help = "Every flag can also be set by the environment variable shown, or in a .env file \
-                  in the working directory."
+    after_help = "Every flag can also be set by the environment variable shown, in a .env file in \
+                  the working directory, or in the settings file given by --config \
+                  (precedence: flag, environment, file, default). `order-svc config` shows \
+                  the settings in force."
 )]
 pub struct Cli {
+    /// Settings file (TOML): `[database]` `url = "..."`, `[kafka]` `brokers = "..."`, one key
+    /// per environment variable (DATABASE_POOL_SIZE is `pool_size` under `[database]`).
+    #[arg(long, env = "ORDER_SVC_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
     /// Log format: `pretty` for people, `json` for log collectors. Filter with RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
@@ -46,19 +58,37 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Write generated orders as JSON lines or a JSON array, some of them invalid on purpose.
     Generate(GenerateArgs),
+    /// Print the settings a command runs with and where each comes from, secrets masked:
+    /// `order-svc config serve --http-addr 0.0.0.0:9000`. The output is a settings file.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The command and its flags, as they would be run (default: serve).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL connection URL. The database is created by `migrate` when missing.
+    /// PostgreSQL connection URL; `sslmode` (disable, prefer, require, verify-ca,
+    /// verify-full), `sslrootcert`, `sslcert` and `sslkey` as libpq reads them. The database
+    /// is created by `migrate` when missing. A secret: DATABASE_URL_FILE may name a file
+    /// holding it.
     #[arg(
         long,
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/orders",
-        hide_env_values = true
+        hide_env_values = true,
+        hide_default_value = true
     )]
-    pub database_url: DatabaseUrl,
+    pub database_url: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +115,113 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", value_name = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3,
           value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub kafka_topic_partitions: i32,
+
+    /// How to reach the brokers: `plaintext`, `ssl` (TLS), `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_name = "KAFKA_SECURITY_PROTOCOL",
+          value_enum, default_value_t = SecurityProtocol::Plaintext, ignore_case = true)]
+    pub kafka_security_protocol: SecurityProtocol,
+
+    /// SASL mechanism, with a `sasl_*` protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long,
+        env = "KAFKA_SASL_MECHANISM",
+        value_name = "KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true
+    )]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME", value_name = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password. A secret: KAFKA_SASL_PASSWORD_FILE may name a file holding it.
+    #[arg(
+        long,
+        env = "KAFKA_SASL_PASSWORD",
+        value_name = "KAFKA_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub kafka_sasl_password: Option<String>,
+
+    /// CA certificate(s) (PEM) that the brokers' certificates must chain to (default: the
+    /// system's trust store).
+    #[arg(
+        long,
+        env = "KAFKA_SSL_CA_LOCATION",
+        value_name = "KAFKA_SSL_CA_LOCATION"
+    )]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS, with KAFKA_SSL_KEY_LOCATION.
+    #[arg(
+        long,
+        env = "KAFKA_SSL_CERTIFICATE_LOCATION",
+        value_name = "KAFKA_SSL_CERTIFICATE_LOCATION"
+    )]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate.
+    #[arg(
+        long,
+        env = "KAFKA_SSL_KEY_LOCATION",
+        value_name = "KAFKA_SSL_KEY_LOCATION"
+    )]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+
+    /// Password of the private key, when it is encrypted. A secret:
+    /// KAFKA_SSL_KEY_PASSWORD_FILE may name a file holding it.
+    #[arg(
+        long,
+        env = "KAFKA_SSL_KEY_PASSWORD",
+        value_name = "KAFKA_SSL_KEY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub kafka_ssl_key_password: Option<String>,
+
+    /// Check that the broker's certificate names the host connected to: `https` (on) or
+    /// `none` (off; for testing only).
+    #[arg(long, env = "KAFKA_SSL_ENDPOINT_IDENTIFICATION", value_name = "KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+          value_enum, default_value_t = EndpointIdentification::Https)]
+    pub kafka_ssl_endpoint_identification: EndpointIdentification,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// librdkafka's `sasl.mechanism`, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// librdkafka's `ssl.endpoint.identification.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EndpointIdentification {
+    Https,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -310,4 +447,42 @@ pub struct GenerateArgs {
     /// Output layout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     pub format: OutputFormat,
+}
+
+/// A positive, finite rate (orders per second).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1_000_000.0 => Ok(r),
+        Ok(_) => Err("must be a number above 0 and at most 1000000".into()),
+        Err(_) => Err("must be a number, such as 5 or 0.5".into()),
+    }
+}
+
+/// A share from 0 to 1.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("must be a number from 0 to 1, such as 0.1".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_shares_are_bounded() {
+        assert_eq!(parse_rate("5"), Ok(5.0));
+        assert!(
+            parse_rate("0").is_err() && parse_rate("-1").is_err() && parse_rate("inf").is_err()
+        );
+        assert_eq!(parse_share("0.1"), Ok(0.1));
+        assert!(parse_share("1.01").is_err() && parse_share("x").is_err());
+    }
+
+    #[test]
+    fn the_definition_holds_together() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -8,7 +8,9 @@
 //! - [`app`] holds one composition root per subcommand and imports both.
 //! - `main.rs` parses the command line, starts telemetry and calls one `app::*::run`.
 //!
-//! [`cli`] and [`config`] describe and check the settings; [`telemetry`] sets up logs.
+//! [`cli`] describes the command line; [`settings`] reads it with the environment and the
+//! settings file and builds the typed settings each command runs on; [`telemetry`] sets up
+//! logs and metrics.
 //! [`generate`] makes test data (valid orders and each kind of invalid one): a tool for
 //! `generate`, `produce`, the tests and the benchmarks, not a rule of the business, so it
 //! lives beside the domain, not in it.
@@ -16,7 +18,7 @@
 pub mod adapters;
 pub mod app;
 pub mod cli;
-pub mod config;
 pub mod domain;
 pub mod generate;
+pub mod settings;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use order_svc::{app, cli::Cli, telemetry};
+use order_svc::settings::{self, Invocation, ParseError};
+use order_svc::{app, telemetry};
 
 fn main() -> ExitCode {
     // A .env file is optional; one that exists but cannot be read is a setting error.
@@ -12,12 +12,20 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
-    if let Err(e) = telemetry::init(cli.log_format) {
+    // Every setting from every source, checked before any work starts: a bad one exits 2.
+    let invocation = match settings::parse(std::env::args_os().collect()).map(Invocation::new) {
+        Ok(Ok(invocation)) => invocation,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::Settings(e)) | Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = telemetry::init(invocation.log_format) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    match app::run(cli.command) {
+    match app::run(invocation.settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

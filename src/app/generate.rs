@@ -6,14 +6,16 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{GenerateArgs, OutputFormat};
+use crate::cli::OutputFormat;
 use crate::generate::Generator;
+use crate::settings::GenerateSettings;
 
 /// Below this many orders a run is too short for a progress bar to help.
 const PROGRESS_MIN_COUNT: u64 = 10_000;
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let options = args.generator.options(args.format == OutputFormat::Jsonl)?;
+pub fn run(args: GenerateSettings) -> anyhow::Result<()> {
+    args.generator.log_seed();
+    let options = args.generator.options.clone();
     let out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

@@ -2,10 +2,10 @@
 //! was applied.
 
 use crate::adapters::postgres::migrations;
-use crate::cli::MigrateArgs;
+use crate::settings::MigrateSettings;
 
-pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = &args.database.database_url;
+pub async fn run(settings: MigrateSettings) -> anyhow::Result<()> {
+    let url = &settings.url;
     let outcome = migrations::run(url).await?;
     if outcome.created_database {
         println!("created {url}");

@@ -5,16 +5,20 @@ pub mod migrate;
 pub mod produce;
 pub mod serve;
 
-use crate::cli::Command;
+use crate::settings::Settings;
 
 /// Runs one subcommand to completion.
-pub fn run(command: Command) -> anyhow::Result<()> {
-    match command {
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    match settings {
         // Generating is CPU and file work only: no runtime needed.
-        Command::Generate(args) => generate::run(args),
-        Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
-        Command::Serve(args) => runtime()?.block_on(serve::run(args)),
-        Command::Produce(args) => runtime()?.block_on(produce::run(args)),
+        Settings::Generate(s) => generate::run(s),
+        Settings::Migrate(s) => runtime()?.block_on(migrate::run(s)),
+        Settings::Serve(s) => runtime()?.block_on(serve::run(s)),
+        Settings::Produce(s) => runtime()?.block_on(produce::run(s)),
+        Settings::Show(text) => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 

@@ -12,16 +12,17 @@ use serde::Deserialize;
 use tokio::time::MissedTickBehavior;
 
 use crate::adapters::kafka::{ensure_topics, producer::OrderPublisher};
-use crate::cli::ProduceArgs;
 use crate::generate::Generator;
+use crate::settings::{OrderSource, ProduceSettings};
 
 type Source = Box<dyn Iterator<Item = (Option<Vec<u8>>, Vec<u8>)> + Send>;
 
-pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let mut source: Source = match &args.file {
-        Some(path) => file_source(path)?,
-        None => {
-            let mut generator = Generator::new(args.generator.options(true)?);
+pub async fn run(args: ProduceSettings) -> anyhow::Result<()> {
+    let mut source: Source = match &args.source {
+        OrderSource::File(path) => file_source(path)?,
+        OrderSource::Generated(settings) => {
+            settings.log_seed();
+            let mut generator = Generator::new(settings.options.clone());
             Box::new(std::iter::from_fn(move || {
                 let message = generator.next_message();
                 Some((message.uid.map(String::into_bytes), message.bytes))
@@ -31,15 +32,10 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if let Some(count) = args.count {
         source = Box::new(source.take(count as usize));
     }
-    let brokers = &args.kafka.kafka_brokers;
-    let topic = &args.kafka.kafka_topic;
-    ensure_topics(
-        brokers,
-        &[topic.as_str()],
-        args.kafka.kafka_topic_partitions,
-    )
-    .await?;
-    let publisher = OrderPublisher::new(brokers, topic)?;
+    let kafka = &args.kafka;
+    let topic = &kafka.topic;
+    ensure_topics(&kafka.connection, &[topic.as_str()], kafka.partitions).await?;
+    let publisher = OrderPublisher::new(&kafka.connection, topic)?;
 
     // Ticks of at least 10 ms: timers are not finer, and at high rates a tick sends a batch.
     let tick = Duration::from_secs_f64((1.0 / args.rps).max(0.01));

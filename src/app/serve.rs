@@ -14,39 +14,42 @@ use tokio::sync::watch;
 
 use crate::adapters::cache::MokaCache;
 use crate::adapters::http;
-use crate::adapters::kafka::consumer::{self, ConsumerSettings};
+use crate::adapters::kafka::consumer;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
 use crate::adapters::postgres::pool::{PgStore, pool};
-use crate::cli::{Role, ServeArgs};
+use crate::cli::Role;
 use crate::domain::health::Readiness;
-use crate::domain::ingest::{Ingest, IngestPolicy};
+use crate::domain::ingest::Ingest;
 use crate::domain::lookup::Lookup;
 use crate::domain::metrics as m;
+use crate::settings::ServeSettings;
 use crate::telemetry;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics()?;
-    let url = &args.database.database_url;
+    let ServeSettings {
+        role,
+        http,
+        postgres,
+        kafka,
+        cache,
+        ingest,
+    } = settings;
+    let url = &postgres.url;
     // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
     // connections ingest needs, nor ingest starve lookups.
-    let timeout = Duration::from_millis(args.database_statement_timeout_ms);
-    let store = PgStore::new(
-        pool(url, usize::from(args.database_pool_size), timeout)?,
-        timeout,
-    );
-    let ingest_store = PgStore::new(
-        // One connection per batch in flight, and one for the dead-letter ledger.
-        pool(url, usize::from(args.ingest_parallel_batches) + 1, timeout)?,
-        timeout,
-    );
+    let timeout = postgres.statement_timeout;
+    let store = PgStore::new(pool(url, postgres.lookup_pool, timeout)?, timeout);
+    let ingest_store = PgStore::new(pool(url, postgres.ingest_pool, timeout)?, timeout);
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
     }
-    let serves_api = args.role != Role::Ingest;
-    let cache = MokaCache::new(if serves_api { args.cache_max_bytes } else { 0 });
+    let serves_api = role != Role::Ingest;
+    let preload = cache.preload;
+    let cache = MokaCache::new(cache.max_bytes);
     let lookup = Arc::new(Lookup::new(store.clone(), cache.clone()));
-    let readiness = Arc::new(Readiness::new(serves_api, args.role.ingests()));
+    let readiness = Arc::new(Readiness::new(serves_api, role.ingests()));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(watch_database(
         store.clone(),
@@ -55,7 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(report_cache(cache.clone(), stop_rx.clone()));
     if serves_api {
-        let (lookup, readiness, n) = (lookup.clone(), readiness.clone(), args.cache_preload);
+        let (lookup, readiness, n) = (lookup.clone(), readiness.clone(), preload);
         tokio::spawn(async move {
             let started = Instant::now();
             let mut backoff = Duration::from_millis(200);
@@ -82,64 +85,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut ingest_task = None;
     let mut dead_letters = None;
-    if args.role.ingests() {
-        let kafka = &args.kafka;
+    if role.ingests() {
         ensure_topics(
-            &kafka.kafka_brokers,
-            &[&kafka.kafka_topic, &args.kafka_dlq_topic],
-            kafka.kafka_topic_partitions,
+            &kafka.connection,
+            &[&kafka.topic, &ingest.dlq_topic],
+            kafka.partitions,
         )
         .await?;
-        let dlq = KafkaDeadLetters::new(&kafka.kafka_brokers, &args.kafka_dlq_topic)?;
-        let policy = IngestPolicy {
-            max_message_bytes: args.limit.max_message_bytes as usize,
-            consistency: args.validation_consistency,
-        };
-        let ingest = Arc::new(Ingest::new(
+        let dlq = KafkaDeadLetters::new(&kafka.connection, &ingest.dlq_topic)?;
+        let use_case = Arc::new(Ingest::new(
             ingest_store.clone(),
             dlq.clone(),
             cache.clone(),
-            policy,
+            ingest.policy,
         ));
-        let settings = ConsumerSettings {
-            brokers: kafka.kafka_brokers.clone(),
-            topic: kafka.kafka_topic.clone(),
-            group_id: args.kafka_group_id.clone(),
-            batch_max: args.ingest_batch_max as usize,
-            batch_linger: Duration::from_millis(args.ingest_batch_linger_ms),
-            parallel_batches: usize::from(args.ingest_parallel_batches),
-        };
+        let settings = ingest.consumer;
         let consumer = consumer::create(&settings)?;
-        tracing::info!(topic = %settings.topic, group = %settings.group_id, dlq = %args.kafka_dlq_topic, "consuming");
+        tracing::info!(topic = %settings.topic, group = %settings.group_id, dlq = %ingest.dlq_topic, "consuming");
         ingest_task = Some(tokio::spawn(consumer::run(
             consumer,
             settings,
-            ingest,
+            use_case,
             readiness.clone(),
             stop_rx.clone(),
         )));
         dead_letters = Some(dlq);
     }
 
-    let workers = args.http_workers.map_or_else(
-        || std::thread::available_parallelism().map_or(2, |n| n.get()),
-        usize::from,
-    );
-    #[cfg(feature = "bench-baseline")]
-    let bench_fixed = args
-        .http_bench_fixed_bytes
+    let bench_fixed = http
+        .bench_fixed_bytes
         .map(|n| bytes::Bytes::from(vec![b'x'; n]));
-    #[cfg(not(feature = "bench-baseline"))]
-    let bench_fixed = None;
     let server = http::start(
-        args.http_addr,
+        http.addr,
         lookup,
         readiness.clone(),
         metrics,
-        workers,
+        http.workers,
         bench_fixed,
     )?;
-    tracing::info!(addr = %server.addr, role = ?args.role, "serving HTTP");
+    tracing::info!(addr = %server.addr, ?role, "serving HTTP");
 
     let mut server_task = server.task;
     let mut failure = None;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
+use order_svc::adapters::postgres::DatabaseUrl;
 use order_svc::adapters::postgres::pool::{PgStore, pool};
-use order_svc::config::DatabaseUrl;
 use order_svc::domain::order::OrderUid;
 use order_svc::domain::ports::{OrderReader, OrderStore, StoreOutcome};
 use order_svc::domain::validate::{Consistency, accept};

@@ -41,7 +41,7 @@ use crate::domain::ports::{DeadLetterLedger, DeadLetterSink, NewOrderListener, O
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    pub brokers: String,
+    pub kafka: super::Connection,
     pub topic: String,
     pub group_id: String,
     pub batch_max: usize,
@@ -94,7 +94,9 @@ fn commit<C: Consumer<IngestContext>>(consumer: &C, when: &str) {
 pub type IngestConsumer = StreamConsumer<IngestContext>;
 
 pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
-    let consumer: IngestConsumer = super::client_config(&settings.brokers)
+    let consumer: IngestConsumer = settings
+        .kafka
+        .client_config()
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")

@@ -25,8 +25,9 @@ pub struct KafkaDeadLetters {
 }
 
 impl KafkaDeadLetters {
-    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
-        let producer = super::producer_config(brokers)
+    pub fn new(kafka: &super::Connection, topic: &str) -> anyhow::Result<Self> {
+        let producer = kafka
+            .producer_config()
             .create()
             .context("cannot create the dead-letter producer")?;
         Ok(Self {

@@ -11,33 +11,98 @@ use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// Settings every client shares.
-pub fn client_config(brokers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "order-svc")
-        // librdkafka logs through our subscriber at its own levels; keep it to real problems.
-        .set("log_level", "4");
-    config
+/// How every client of ours reaches the cluster: the bootstrap servers and the librdkafka
+/// properties of the connection (security protocol, SASL, TLS files, and whatever else the
+/// user passed through), already checked by [`Connection::check`].
+#[derive(Clone, Default)]
+pub struct Connection {
+    pub brokers: String,
+    /// librdkafka properties, applied after ours so that the user's word is the last.
+    pub properties: Vec<(String, String)>,
 }
 
-/// A producer that waits for every in-sync replica and never writes a message twice when it
-/// retries: what both the dead-letter sink and `produce` need.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut config = client_config(brokers);
-    config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", "30000")
-        // Above the default 1 MB: an order over INGEST_MAX_MESSAGE_BYTES must still reach the
-        // dead-letter topic unchanged (and `produce` must be able to send one to test it).
-        .set("message.max.bytes", MAX_MESSAGE_BYTES);
-    config
+/// Never prints property values: some are passwords.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Connection")
+            .field("brokers", &self.brokers)
+            .field("properties", &names)
+            .finish()
+    }
+}
+
+/// A property librdkafka refused, told without its value.
+#[derive(Debug, thiserror::Error)]
+#[error("librdkafka property `{name}`: {why}")]
+pub struct BadProperty {
+    pub name: String,
+    pub why: String,
+}
+
+impl Connection {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// Has librdkafka check every property (its name and its value) without connecting.
+    pub fn check(&self) -> Result<(), BadProperty> {
+        match self.client_config().create_native_config() {
+            Ok(_) => Ok(()),
+            Err(KafkaError::ClientConfig(_, why, name, value)) => Err(BadProperty {
+                // librdkafka's message quotes the value: a password must not reach a log.
+                why: if value.is_empty() {
+                    why
+                } else {
+                    why.replace(&value, "****")
+                },
+                name,
+            }),
+            Err(e) => Err(BadProperty {
+                name: String::new(),
+                why: e.to_string(),
+            }),
+        }
+    }
+
+    /// Settings every client shares.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "order-svc")
+            // librdkafka logs through our subscriber at its own levels; keep it to real
+            // problems.
+            .set("log_level", "4");
+        for (name, value) in &self.properties {
+            config.set(name, value);
+        }
+        config
+    }
+
+    /// A producer that waits for every in-sync replica and never writes a message twice when
+    /// it retries: what both the dead-letter sink and `produce` need.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000")
+            // Above the default 1 MB: an order over INGEST_MAX_MESSAGE_BYTES must still reach
+            // the dead-letter topic unchanged (and `produce` must be able to send one).
+            .set("message.max.bytes", MAX_MESSAGE_BYTES);
+        for (name, value) in &self.properties {
+            config.set(name, value);
+        }
+        config
+    }
 }
 
 /// Largest message our producers send, and the `max.message.bytes` of topics we create.
@@ -46,8 +111,14 @@ const MAX_MESSAGE_BYTES: &str = "16777216";
 /// Creates the topics that do not exist yet, with `partitions` partitions and one replica
 /// (a development default: production clusters should create their topics themselves).
 /// Brokers such as tansu do not create topics on first use.
-pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers)
+pub async fn ensure_topics(
+    kafka: &Connection,
+    topics: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let brokers = &kafka.brokers;
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config()
         .create()
         .context("cannot create the Kafka admin client")?;
     let metadata = admin

@@ -15,8 +15,9 @@ pub struct OrderPublisher {
 }
 
 impl OrderPublisher {
-    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
-        let producer = super::producer_config(brokers)
+    pub fn new(kafka: &super::Connection, topic: &str) -> anyhow::Result<Self> {
+        let producer = kafka
+            .producer_config()
             .create()
             .context("cannot create the Kafka producer")?;
         Ok(Self {

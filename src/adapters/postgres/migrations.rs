@@ -3,8 +3,8 @@
 use anyhow::Context;
 use tokio_postgres::error::SqlState;
 
+use super::url::DatabaseUrl;
 use super::{connect_named, connect_once};
-use crate::config::DatabaseUrl;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -21,7 +21,7 @@ pub struct Outcome {
 /// Creates the database when it does not exist, then applies the pending migrations.
 pub async fn run(url: &DatabaseUrl) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
-    let mut client = match connect_once(url.config()).await {
+    let mut client = match connect_once(url).await? {
         Ok(client) => client,
         Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
             create_database(url).await?;
@@ -46,9 +46,8 @@ pub async fn run(url: &DatabaseUrl) -> anyhow::Result<Outcome> {
 
 /// Connects to the server's `postgres` database with the same credentials and creates ours.
 async fn create_database(url: &DatabaseUrl) -> anyhow::Result<()> {
-    let mut admin = url.config().clone();
-    admin.dbname("postgres");
-    let client = connect_once(&admin).await.with_context(|| {
+    let admin = url.with_dbname("postgres");
+    let client = connect_once(&admin).await?.with_context(|| {
         format!(
             "database {} does not exist and the server's `postgres` database at {} cannot be \
              reached to create it",

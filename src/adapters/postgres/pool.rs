@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use metrics::{counter, histogram};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DatabaseUrl;
+use super::url::DatabaseUrl;
 use crate::domain::metrics as m;
 use crate::domain::ports::StoreError;
 
@@ -48,7 +47,7 @@ pub fn pool(url: &DatabaseUrl, size: usize, statement_timeout: Duration) -> anyh
     silent_server_settings(&mut config, statement_timeout);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        url.connector()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

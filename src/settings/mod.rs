@@ -1,0 +1,473 @@
+//! The settings the program runs on, built once at start from the parsed arguments, with
+//! every check that needs more than one value (or a file, or a URL's contents) and every
+//! unit conversion. A bad setting stops the program here, named, before any work starts.
+//!
+//! [`sources`] reads the flags, the environment, the secrets' files and the settings file;
+//! this module turns what they gave into one typed value per command.
+
+pub mod sources;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+
+use crate::adapters::kafka::Connection;
+use crate::adapters::kafka::consumer::ConsumerSettings;
+use crate::adapters::postgres::url::DatabaseUrl;
+use crate::cli::{
+    Cli, Command, DatabaseArgs, EndpointIdentification, GenerateArgs, GeneratorArgs, KafkaArgs,
+    LogFormat, MigrateArgs, OutputFormat, ProduceArgs, Role, SaslMechanism, ServeArgs,
+};
+use crate::domain::ingest::IngestPolicy;
+use crate::generate::GenerateOptions;
+pub use sources::{ParseError, Parsed, Property, parse};
+
+/// One command, ready to run.
+// Built once per process: boxing the largest variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Settings {
+    Serve(ServeSettings),
+    Produce(ProduceSettings),
+    Migrate(MigrateSettings),
+    Generate(GenerateSettings),
+    /// `order-svc config`: the text to print.
+    Show(String),
+}
+
+/// What the command line, the environment and the settings file say, checked.
+#[derive(Debug)]
+pub struct Invocation {
+    pub log_format: LogFormat,
+    pub settings: Settings,
+}
+
+impl Invocation {
+    pub fn new(parsed: Parsed) -> anyhow::Result<Self> {
+        let Parsed {
+            cli,
+            kafka_properties,
+        } = parsed;
+        let Cli {
+            log_format,
+            config,
+            command,
+        } = cli;
+        let settings = match command {
+            Command::Serve(args) => Settings::Serve(ServeSettings::new(args, &kafka_properties)?),
+            Command::Produce(args) => {
+                Settings::Produce(ProduceSettings::new(args, &kafka_properties)?)
+            }
+            Command::Migrate(args) => Settings::Migrate(MigrateSettings::new(args)?),
+            Command::Generate(args) => Settings::Generate(GenerateSettings::new(args)?),
+            Command::Config(args) => {
+                Settings::Show(sources::describe(config.as_deref(), &args.command)?)
+            }
+        };
+        Ok(Self {
+            log_format,
+            settings,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct ServeSettings {
+    pub role: Role,
+    pub http: HttpSettings,
+    pub postgres: PostgresSettings,
+    pub kafka: KafkaSettings,
+    pub cache: CacheSettings,
+    pub ingest: IngestSettings,
+}
+
+#[derive(Debug)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    pub workers: usize,
+    /// The benchmark's fixed body (`bench-baseline` builds only).
+    pub bench_fixed_bytes: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct PostgresSettings {
+    pub url: DatabaseUrl,
+    /// Connections of the lookup pool.
+    pub lookup_pool: usize,
+    /// Connections of the ingest pool: one per batch in flight, and one for the dead-letter
+    /// ledger.
+    pub ingest_pool: usize,
+    pub statement_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct KafkaSettings {
+    pub connection: Connection,
+    pub topic: String,
+    /// Of the topics created when missing.
+    pub partitions: i32,
+}
+
+#[derive(Debug)]
+pub struct CacheSettings {
+    /// 0 when this process serves no lookups.
+    pub max_bytes: u64,
+    pub preload: usize,
+}
+
+#[derive(Debug)]
+pub struct IngestSettings {
+    pub consumer: ConsumerSettings,
+    pub dlq_topic: String,
+    pub policy: IngestPolicy,
+}
+
+impl ServeSettings {
+    pub fn new(args: ServeArgs, properties: &[Property]) -> anyhow::Result<Self> {
+        let kafka = KafkaSettings::new(&args.kafka, properties)?;
+        if args.kafka_dlq_topic == kafka.topic {
+            bail!(
+                "KAFKA_DLQ_TOPIC is the orders topic `{}`: dead letters would be consumed as \
+                 orders; name another topic",
+                kafka.topic
+            );
+        }
+        let serves_api = args.role != Role::Ingest;
+        let parallel = usize::from(args.ingest_parallel_batches);
+        let consumer = ConsumerSettings {
+            kafka: kafka.connection.clone(),
+            topic: kafka.topic.clone(),
+            group_id: args.kafka_group_id,
+            batch_max: args.ingest_batch_max as usize,
+            batch_linger: Duration::from_millis(args.ingest_batch_linger_ms),
+            parallel_batches: parallel,
+        };
+        #[cfg(feature = "bench-baseline")]
+        let bench_fixed_bytes = args.http_bench_fixed_bytes;
+        #[cfg(not(feature = "bench-baseline"))]
+        let bench_fixed_bytes = None;
+        Ok(Self {
+            role: args.role,
+            http: HttpSettings {
+                addr: args.http_addr,
+                workers: args.http_workers.map_or_else(
+                    || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    usize::from,
+                ),
+                bench_fixed_bytes,
+            },
+            postgres: PostgresSettings {
+                url: database_url(&args.database)?,
+                lookup_pool: usize::from(args.database_pool_size),
+                ingest_pool: parallel + 1,
+                statement_timeout: Duration::from_millis(args.database_statement_timeout_ms),
+            },
+            kafka,
+            cache: CacheSettings {
+                max_bytes: if serves_api { args.cache_max_bytes } else { 0 },
+                preload: args.cache_preload,
+            },
+            ingest: IngestSettings {
+                consumer,
+                dlq_topic: args.kafka_dlq_topic,
+                policy: IngestPolicy {
+                    max_message_bytes: args.limit.max_message_bytes as usize,
+                    consistency: args.validation_consistency,
+                },
+            },
+        })
+    }
+}
+
+/// Parses `DATABASE_URL` without ever echoing it: it may hold a password.
+fn database_url(args: &DatabaseArgs) -> anyhow::Result<DatabaseUrl> {
+    let url: DatabaseUrl = args
+        .database_url
+        .parse()
+        .map_err(|why| anyhow::anyhow!("DATABASE_URL (--database-url): {why}"))?;
+    // Read the TLS files now: a missing CA file is a setting to fix, not an outage.
+    url.connector().context("DATABASE_URL (--database-url)")?;
+    Ok(url)
+}
+
+impl KafkaSettings {
+    pub fn new(args: &KafkaArgs, properties: &[Property]) -> anyhow::Result<Self> {
+        let protocol = args.kafka_security_protocol;
+        let mut named: Vec<(&str, String, &str)> = Vec::new();
+        let mut set = |property: &'static str, value: String, setting: &'static str| {
+            named.push((property, value, setting));
+        };
+        set(
+            "security.protocol",
+            name_of(protocol),
+            "KAFKA_SECURITY_PROTOCOL",
+        );
+
+        let sasl = [
+            (
+                "KAFKA_SASL_MECHANISM",
+                args.kafka_sasl_mechanism.map(mechanism),
+            ),
+            ("KAFKA_SASL_USERNAME", args.kafka_sasl_username.clone()),
+            ("KAFKA_SASL_PASSWORD", args.kafka_sasl_password.clone()),
+        ];
+        if protocol.uses_sasl() {
+            let missing: Vec<&str> = sasl
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(n, _)| *n)
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "KAFKA_SECURITY_PROTOCOL is {}: set {}",
+                    name_of(protocol),
+                    missing.join(", ")
+                );
+            }
+            let [(_, Some(m)), (_, Some(user)), (_, Some(password))] = sasl else {
+                unreachable!("checked above")
+            };
+            set("sasl.mechanism", m, "KAFKA_SASL_MECHANISM");
+            set("sasl.username", user, "KAFKA_SASL_USERNAME");
+            set("sasl.password", password, "KAFKA_SASL_PASSWORD");
+        } else if let Some((setting, _)) = sasl.iter().find(|(_, v)| v.is_some()) {
+            bail!(
+                "{setting} is set but KAFKA_SECURITY_PROTOCOL is {}: use sasl_ssl or \
+                 sasl_plaintext, or unset {setting}",
+                name_of(protocol)
+            );
+        }
+
+        let files = [
+            (
+                "ssl.ca.location",
+                "KAFKA_SSL_CA_LOCATION",
+                &args.kafka_ssl_ca_location,
+            ),
+            (
+                "ssl.certificate.location",
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &args.kafka_ssl_certificate_location,
+            ),
+            (
+                "ssl.key.location",
+                "KAFKA_SSL_KEY_LOCATION",
+                &args.kafka_ssl_key_location,
+            ),
+        ];
+        let key_password = args.kafka_ssl_key_password.clone();
+        if protocol.uses_tls() {
+            for (property, setting, path) in files {
+                if let Some(path) = path {
+                    readable(setting, path)?;
+                    set(property, path.display().to_string(), setting);
+                }
+            }
+            if args.kafka_ssl_certificate_location.is_some()
+                != args.kafka_ssl_key_location.is_some()
+            {
+                bail!(
+                    "mutual TLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and \
+                     KAFKA_SSL_KEY_LOCATION"
+                );
+            }
+            if let Some(password) = key_password {
+                set("ssl.key.password", password, "KAFKA_SSL_KEY_PASSWORD");
+            }
+            let check = match args.kafka_ssl_endpoint_identification {
+                EndpointIdentification::Https => "https",
+                EndpointIdentification::None => "none",
+            };
+            set(
+                "ssl.endpoint.identification.algorithm",
+                check.to_owned(),
+                "KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+            );
+        } else {
+            let given = files
+                .iter()
+                .find(|(_, _, path)| path.is_some())
+                .map(|(_, setting, _)| *setting)
+                .or(key_password.map(|_| "KAFKA_SSL_KEY_PASSWORD"));
+            if let Some(setting) = given {
+                bail!(
+                    "{setting} is set but KAFKA_SECURITY_PROTOCOL is {}: use ssl or sasl_ssl, \
+                     or unset {setting}",
+                    name_of(protocol)
+                );
+            }
+        }
+
+        let mut connection = Connection::new(args.kafka_brokers.clone());
+        for (property, value, _) in &named {
+            connection
+                .properties
+                .push(((*property).to_owned(), value.clone()));
+        }
+        for p in properties {
+            if let Some((_, _, setting)) = named.iter().find(|(n, ..)| *n == p.name) {
+                bail!(
+                    "the librdkafka property `{}` ({}) is also set by {setting}: set it once",
+                    p.name,
+                    p.origin
+                );
+            }
+            connection
+                .properties
+                .push((p.name.clone(), p.value.clone()));
+        }
+        connection.check().map_err(|e| {
+            let origin = properties
+                .iter()
+                .find(|p| p.name == e.name)
+                .map(|p| format!(" ({})", p.origin))
+                .or_else(|| {
+                    named
+                        .iter()
+                        .find(|(n, ..)| *n == e.name)
+                        .map(|(_, _, s)| format!(" ({s})"))
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!("{e}{origin}")
+        })?;
+        Ok(Self {
+            connection,
+            topic: args.kafka_topic.clone(),
+            partitions: args.kafka_topic_partitions,
+        })
+    }
+}
+
+fn name_of(protocol: crate::cli::SecurityProtocol) -> String {
+    use clap::ValueEnum;
+    protocol
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+fn mechanism(m: SaslMechanism) -> String {
+    match m {
+        SaslMechanism::Plain => "PLAIN",
+        SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+        SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+    }
+    .to_owned()
+}
+
+fn readable(setting: &str, path: &PathBuf) -> anyhow::Result<()> {
+    std::fs::File::open(path)
+        .map(drop)
+        .with_context(|| format!("{setting}: cannot read {}", path.display()))
+}
+
+#[derive(Debug)]
+pub struct ProduceSettings {
+    pub kafka: KafkaSettings,
+    pub rps: f64,
+    pub count: Option<u64>,
+    pub source: OrderSource,
+}
+
+/// Where `produce` takes its orders from.
+#[derive(Debug)]
+pub enum OrderSource {
+    File(PathBuf),
+    Generated(GeneratorSettings),
+}
+
+impl ProduceSettings {
+    pub fn new(args: ProduceArgs, properties: &[Property]) -> anyhow::Result<Self> {
+        let generator = GeneratorSettings::new(&args.generator, true)?;
+        Ok(Self {
+            kafka: KafkaSettings::new(&args.kafka, properties)?,
+            rps: args.rps,
+            count: args.count,
+            source: match args.file {
+                Some(path) => OrderSource::File(path),
+                None => OrderSource::Generated(generator),
+            },
+        })
+    }
+}
+
+/// The generator's settings, its seed drawn when none was given (and then logged by the
+/// command, so that the run can be repeated).
+#[derive(Debug)]
+pub struct GeneratorSettings {
+    pub options: GenerateOptions,
+    pub seed_drawn: bool,
+}
+
+impl GeneratorSettings {
+    fn new(args: &GeneratorArgs, allow_raw: bool) -> anyhow::Result<Self> {
+        if args.min_items > args.max_items {
+            bail!(
+                "--min-items (GENERATE_MIN_ITEMS) is {} but --max-items (GENERATE_MAX_ITEMS) is \
+                 {}: the minimum must not exceed the maximum",
+                args.min_items,
+                args.max_items
+            );
+        }
+        let seed = args.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        Ok(Self {
+            options: GenerateOptions {
+                seed,
+                invalid_rate: args.invalid_rate,
+                min_items: usize::from(args.min_items),
+                max_items: usize::from(args.max_items),
+                max_message_bytes: args.limit.max_message_bytes as usize,
+                allow_raw,
+            },
+            seed_drawn: args.seed.is_none(),
+        })
+    }
+
+    /// Says which seed was drawn, when one was.
+    pub fn log_seed(&self) {
+        if self.seed_drawn {
+            let seed = self.options.seed;
+            tracing::info!(
+                seed,
+                "no --seed given; pass --seed {seed} to repeat this run"
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct MigrateSettings {
+    pub url: DatabaseUrl,
+}
+
+impl MigrateSettings {
+    pub fn new(args: MigrateArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: database_url(&args.database)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct GenerateSettings {
+    pub count: u64,
+    pub generator: GeneratorSettings,
+    pub out: Option<PathBuf>,
+    pub format: OutputFormat,
+}
+
+impl GenerateSettings {
+    pub fn new(args: GenerateArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            count: args.count,
+            generator: GeneratorSettings::new(&args.generator, args.format == OutputFormat::Jsonl)?,
+            out: args.out,
+            format: args.format,
+        })
+    }
+}
