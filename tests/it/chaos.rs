@@ -8,8 +8,6 @@
 //! `chaos_full` on the release build with a broker and a PostgreSQL cluster of its own.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use order_svc::domain::order::ContentHash;
@@ -20,8 +18,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::helpers::{Serve, TestDb, connect, free_port, host_port};
+use crate::helpers::{Serve, TestDb, connect, host_port};
 use crate::kafka::{PARTITIONS, TestTopic, committed_total_on, config_on, read_topic_on};
+use crate::own::{OwnBroker, OwnPostgres};
 use crate::proxy::CutProxy;
 
 const LIMIT: usize = 64 * 1024;
@@ -281,187 +280,6 @@ impl World {
             expected.stored.len(),
             relevant.len(),
         );
-    }
-}
-
-/// A tansu broker of the run's own, so that it can be frozen without touching the shared one.
-struct OwnBroker {
-    child: Child,
-    port: u16,
-}
-
-impl OwnBroker {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(root.join("scripts/tansu.sh"))
-            .arg("path")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the run's broker did not listen");
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(
-            Command::new("kill")
-                .args([sig, &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A PostgreSQL cluster of the run's own, so that it can be restarted in immediate mode.
-/// As root it runs as `postgres`, in a folder that user can enter.
-struct OwnPostgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl OwnPostgres {
-    fn pg(&self, args: &[&str]) -> std::process::ExitStatus {
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        let mut cmd = if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join(args[0]));
-            c
-        } else {
-            Command::new(self.bin.join(args[0]))
-        };
-        cmd.args(&args[1..])
-            .current_dir("/")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-    }
-
-    fn start() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .max()
-            .expect("PostgreSQL's programs");
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        let base = if root {
-            PathBuf::from("/var/lib/order-svc")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!(
-            "chaos-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        if root {
-            assert!(
-                Command::new("chown")
-                    .args(["postgres:", dir.to_str().unwrap()])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-            let _ = Command::new("chmod")
-                .args(["755", base.to_str().unwrap()])
-                .status();
-        }
-        let pg = Self {
-            bin,
-            dir,
-            port: free_port(),
-        };
-        let data = pg.dir.join("pg");
-        assert!(
-            pg.pg(&[
-                "initdb",
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust"
-            ])
-            .success(),
-            "initdb"
-        );
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=",
-            pg.port
-        );
-        let log = pg.dir.join("log");
-        pg.ctl(&["-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
-        pg
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn restart_immediate(&self) {
-        self.ctl(&["-m", "immediate", "-w", "restart"]);
-    }
-
-    /// `pg_ctl -D <the cluster> ARGS`, which must succeed.
-    fn ctl(&self, args: &[&str]) {
-        let data = self.dir.join("pg");
-        let mut all = vec!["pg_ctl", "-D", data.to_str().unwrap()];
-        all.extend_from_slice(args);
-        assert!(self.pg(&all).success(), "pg_ctl {args:?}");
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let data = self.dir.join("pg");
-        // Not `ctl`: a failed stop must not panic inside drop.
-        self.pg(&[
-            "pg_ctl",
-            "-D",
-            data.to_str().unwrap(),
-            "-m",
-            "immediate",
-            "stop",
-        ]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -8,10 +8,16 @@ pub mod producer;
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Mutex;
+
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 /// How every client of ours reaches the cluster: the bootstrap servers and the librdkafka
 /// properties of the connection (security protocol, SASL, TLS files, and whatever else the
@@ -108,6 +114,69 @@ impl Connection {
 /// Largest message our producers send, and the `max.message.bytes` of topics we create.
 const MAX_MESSAGE_BYTES: &str = "16777216";
 
+/// Remembers the last problem librdkafka reported, to say why the cluster cannot be
+/// reached (a TLS handshake refused, a failed login) instead of only that it cannot.
+#[derive(Default)]
+struct Probe {
+    last: Mutex<Option<String>>,
+}
+
+impl ClientContext for Probe {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            tracing::warn!(target: "librdkafka", "{fac} {message}");
+            self.remember(message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+        self.remember(reason);
+    }
+}
+
+impl Probe {
+    /// The first problem is the cause; what follows ("1/1 brokers are down") its effect.
+    fn remember(&self, message: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| message.to_owned());
+    }
+}
+
+impl ProducerContext for Probe {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// The cluster's metadata, or why it cannot be had. librdkafka hands its errors and logs
+/// to whoever polls the client, so a client that can be polled asks.
+fn reach(kafka: &Connection) -> anyhow::Result<Metadata> {
+    let brokers = &kafka.brokers;
+    let probe: BaseProducer<Probe> = kafka
+        .client_config()
+        .create_with_context(Probe::default())
+        .context("cannot create a Kafka client")?;
+    match probe.client().fetch_metadata(None, Duration::from_secs(10)) {
+        Ok(metadata) => Ok(metadata),
+        Err(e) => {
+            probe.poll(Duration::from_millis(100));
+            let why = probe
+                .context()
+                .last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| e.to_string());
+            Err(anyhow::anyhow!(
+                "cannot reach Kafka at {brokers} (KAFKA_BROKERS): {why}"
+            ))
+        }
+    }
+}
+
 /// Creates the topics that do not exist yet, with `partitions` partitions and one replica
 /// (a development default: production clusters should create their topics themselves).
 /// Brokers such as tansu do not create topics on first use.
@@ -116,15 +185,11 @@ pub async fn ensure_topics(
     topics: &[&str],
     partitions: i32,
 ) -> anyhow::Result<()> {
-    let brokers = &kafka.brokers;
+    let metadata = reach(kafka)?;
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config()
         .create()
         .context("cannot create the Kafka admin client")?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .with_context(|| format!("cannot reach Kafka at {brokers} (KAFKA_BROKERS)"))?;
     let missing: Vec<NewTopic<'_>> = topics
         .iter()
         .filter(|t| {
