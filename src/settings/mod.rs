@@ -471,3 +471,107 @@ impl GenerateSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn kafka(args: &[&str]) -> anyhow::Result<KafkaSettings> {
+        let mut argv = vec!["order-svc", "produce"];
+        argv.extend_from_slice(args);
+        let Command::Produce(produce) = Cli::try_parse_from(argv)?.command else {
+            unreachable!()
+        };
+        KafkaSettings::new(&produce.kafka, &[])
+    }
+
+    fn property<'a>(settings: &'a KafkaSettings, name: &str) -> Option<&'a str> {
+        settings
+            .connection
+            .properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn sasl_over_tls_becomes_the_librdkafka_properties_and_librdkafka_accepts_them() {
+        for (mechanism, expected) in [
+            ("PLAIN", "PLAIN"),
+            ("scram-sha-256", "SCRAM-SHA-256"),
+            ("SCRAM-SHA-512", "SCRAM-SHA-512"),
+        ] {
+            let s = kafka(&[
+                "--kafka-security-protocol",
+                "SASL_SSL",
+                "--kafka-sasl-mechanism",
+                mechanism,
+                "--kafka-sasl-username",
+                "svc",
+                "--kafka-sasl-password",
+                "pw",
+            ])
+            .unwrap();
+            assert_eq!(property(&s, "security.protocol"), Some("sasl_ssl"));
+            assert_eq!(property(&s, "sasl.mechanism"), Some(expected));
+            assert_eq!(property(&s, "sasl.username"), Some("svc"));
+            assert_eq!(property(&s, "sasl.password"), Some("pw"));
+            assert_eq!(
+                property(&s, "ssl.endpoint.identification.algorithm"),
+                Some("https")
+            );
+            // Debug never shows a value.
+            assert!(!format!("{:?}", s.connection).contains("pw\""));
+        }
+        let plain = kafka(&[
+            "--kafka-security-protocol",
+            "sasl_plaintext",
+            "--kafka-sasl-mechanism",
+            "PLAIN",
+            "--kafka-sasl-username",
+            "svc",
+            "--kafka-sasl-password",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(
+            property(&plain, "security.protocol"),
+            Some("sasl_plaintext")
+        );
+        assert_eq!(
+            property(&plain, "ssl.endpoint.identification.algorithm"),
+            None
+        );
+    }
+
+    #[test]
+    fn mutual_tls_needs_the_certificate_and_its_key() {
+        let file = std::env::temp_dir().join("order-svc-settings-test.pem");
+        std::fs::write(&file, "x").unwrap();
+        let path = file.to_str().unwrap();
+        let s = kafka(&[
+            "--kafka-security-protocol",
+            "ssl",
+            "--kafka-ssl-ca-location",
+            path,
+            "--kafka-ssl-certificate-location",
+            path,
+            "--kafka-ssl-key-location",
+            path,
+        ])
+        .unwrap();
+        assert_eq!(property(&s, "ssl.certificate.location"), Some(path));
+        assert_eq!(property(&s, "ssl.key.location"), Some(path));
+        let err = kafka(&[
+            "--kafka-security-protocol",
+            "ssl",
+            "--kafka-ssl-certificate-location",
+            path,
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("KAFKA_SSL_KEY_LOCATION"), "{err}");
+    }
+}

@@ -26,6 +26,9 @@ struct Pki {
     other_ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// A client certificate for the PostgreSQL user `postgres`, and its PKCS#8 key.
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 struct TempDir(PathBuf);
@@ -56,6 +59,12 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, "localhost");
         let cert = params.signed_by(&key, &issuer).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "postgres");
+        let client_cert = client.signed_by(&client_key, &issuer).unwrap();
         let write = |name: &str, text: String| {
             let path = dir.join(name);
             std::fs::write(&path, text).unwrap();
@@ -66,6 +75,8 @@ impl Pki {
             other_ca: write("other-ca.pem", other.pem()),
             cert: write("server.crt", cert.pem()),
             key: write("server.key", key.serialize_pem()),
+            client_cert: write("client.crt", client_cert.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
             _dir: TempDir(dir),
         }
     }
@@ -81,14 +92,19 @@ fn tls_postgres(pki: &Pki) -> OwnPostgres {
     OwnPostgres::start_with(|data| {
         std::fs::copy(&pki.cert, data.join("server.crt")).unwrap();
         std::fs::copy(&pki.key, data.join("server.key")).unwrap();
+        std::fs::copy(&pki.ca, data.join("ca.pem")).unwrap();
         set_mode(&data.join("server.key"), 0o600);
-        // A plaintext client is turned away, so a connection that works went through TLS.
+        // A plaintext client is turned away, so a connection that works went through TLS;
+        // the database `mtls` takes only clients with a certificate naming their user.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            "hostssl mtls all 127.0.0.1/32 trust clientcert=verify-full\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
         )
         .unwrap();
-        "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned()
+        "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=ca.pem"
+            .to_owned()
     })
 }
 
@@ -145,6 +161,23 @@ async fn postgres_over_tls_verifies_the_server_and_names_what_is_wrong() {
         &format!("sslmode=verify-ca&sslrootcert={ca}"),
     ));
     assert!(ok, "verify-ca: {out}");
+
+    // Mutual TLS: without a client certificate the server refuses, with one it accepts.
+    let mtls = |query: &str| {
+        format!(
+            "postgres://postgres:{PASSWORD}@localhost:{port}/mtls?sslmode=verify-full&sslrootcert={ca}{query}"
+        )
+    };
+    let (ok, out) = migrate_with(&mtls(""));
+    assert!(!ok && out.contains("certificate"), "{out}");
+    let with_cert = format!(
+        "&sslcert={}&sslkey={}",
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let (ok, out) = migrate_with(&mtls(&with_cert));
+    assert!(ok, "a client certificate: {out}");
+    assert!(!out.contains(PASSWORD), "{out}");
 
     // serve: the lookup pool and the preload over verify-full.
     let serve = Serve::start(&[
