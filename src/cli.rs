@@ -291,6 +291,11 @@ pub struct ServeArgs {
     )]
     pub http_addr: SocketAddr,
 
+    /// Serve /metrics on this address of its own (such as 127.0.0.1:9090) instead of with
+    /// the API on HTTP_ADDR, so that it need not be public.
+    #[arg(long, env = "METRICS_ADDR", value_name = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// What to do with orders whose totals do not add up: `reject` them or `warn` and accept.
     #[arg(
         long,

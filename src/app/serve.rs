@@ -115,21 +115,21 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let bench_fixed = http
         .bench_fixed_bytes
         .map(|n| bytes::Bytes::from(vec![b'x'; n]));
-    let server = http::start(
-        http.addr,
-        lookup,
-        readiness.clone(),
-        metrics,
-        http.workers,
-        bench_fixed,
-    )?;
+    let listen = http::Listen {
+        addr: http.addr,
+        metrics_addr: http.metrics_addr,
+        workers: http.workers,
+    };
+    let mut server = http::start(listen, lookup, readiness.clone(), metrics, bench_fixed)?;
     tracing::info!(addr = %server.addr, ?role, "serving HTTP");
+    if let Some((addr, _)) = &server.metrics {
+        tracing::info!(%addr, "serving /metrics on its own address");
+    }
 
-    let mut server_task = server.task;
     let mut failure = None;
     tokio::select! {
         _ = super::shutdown_signal() => tracing::info!("shutting down"),
-        result = &mut server_task => {
+        result = &mut server.task => {
             result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
         }
         ended = async { ingest_task.as_mut().expect("an ingest task").await }, if ingest_task.is_some() => {
@@ -162,7 +162,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(dlq) = dead_letters {
         dlq.flush();
     }
-    server.handle.stop(true).await;
+    server.stop().await;
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
 }

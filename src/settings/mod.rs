@@ -86,6 +86,7 @@ pub struct ServeSettings {
 #[derive(Debug)]
 pub struct HttpSettings {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub workers: usize,
     /// The benchmark's fixed body (`bench-baseline` builds only).
     pub bench_fixed_bytes: Option<usize>,
@@ -134,6 +135,13 @@ impl ServeSettings {
                 kafka.topic
             );
         }
+        if args.metrics_addr == Some(args.http_addr) && args.http_addr.port() != 0 {
+            bail!(
+                "METRICS_ADDR is HTTP_ADDR ({}): leave METRICS_ADDR unset to serve /metrics \
+                 with the API, or give it an address of its own",
+                args.http_addr
+            );
+        }
         let serves_api = args.role != Role::Ingest;
         let parallel = usize::from(args.ingest_parallel_batches);
         let consumer = ConsumerSettings {
@@ -152,6 +160,7 @@ impl ServeSettings {
             role: args.role,
             http: HttpSettings {
                 addr: args.http_addr,
+                metrics_addr: args.metrics_addr,
                 workers: args.http_workers.map_or_else(
                     || std::thread::available_parallelism().map_or(2, |n| n.get()),
                     usize::from,

@@ -475,3 +475,37 @@ async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() 
         19.0
     );
 }
+
+#[tokio::test]
+async fn metrics_can_be_served_on_an_address_of_their_own() {
+    let db = crate::helpers::migrated_db();
+    let serve = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+    ])
+    .await;
+    serve.wait_ready().await;
+    let port: u16 = wait_for(10, "the metrics address in the log", || async {
+        let logs = serve.logs();
+        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+        let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    })
+    .await;
+    assert_ne!(port, serve.http_port);
+    let (status, _, body) = http_get(port, "/metrics", &[]).await.expect("an answer");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("orders_ingested_total"));
+    // Not on the API's address any more, and nothing else on the metrics one.
+    let (status, _, _) = http_get(serve.http_port, "/metrics", &[]).await.unwrap();
+    assert_eq!(status, 404);
+    let (status, _, _) = http_get(port, "/order/x", &[]).await.unwrap();
+    assert_eq!(status, 404);
+    assert_eq!(serve.status("/healthz").await, Some(200));
+}

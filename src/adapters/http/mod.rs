@@ -41,31 +41,63 @@ pub struct AppState<R, C> {
     pub templates: tera::Tera,
 }
 
-/// A running server: its address (useful with port 0) and the handle that stops it.
+/// A running server: its address (useful with port 0) and the handle that stops it; and
+/// the metrics server's, when `/metrics` has an address of its own.
 pub struct Running {
     pub addr: SocketAddr,
     pub handle: actix_web::dev::ServerHandle,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub metrics: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
+}
+
+impl Running {
+    /// Stops the servers, letting requests in flight finish.
+    pub async fn stop(&self) {
+        if let Some((_, metrics)) = &self.metrics {
+            metrics.stop(true).await;
+        }
+        self.handle.stop(true).await;
+    }
+}
+
+/// Where the HTTP servers listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// `/metrics` on its own address, so that it need not be public with the API.
+    pub metrics_addr: Option<SocketAddr>,
+    pub workers: usize,
 }
 
 pub fn start<R: OrderReader, C: OrderCache>(
-    addr: SocketAddr,
+    listen: Listen,
     lookup: Arc<Lookup<R, C>>,
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
-    workers: usize,
     bench_fixed: Option<bytes::Bytes>,
 ) -> anyhow::Result<Running> {
+    let Listen {
+        addr,
+        metrics_addr,
+        workers,
+    } = listen;
+    let metrics_server = match metrics_addr {
+        Some(addr) => Some(start_metrics(addr, metrics.clone())?),
+        None => None,
+    };
+    let exporter = web::Data::new(metrics.clone());
     let state = web::Data::new(AppState {
         lookup,
         readiness,
         metrics,
         templates: pages::templates()?,
     });
+    let with_metrics = metrics_addr.is_none();
     let server = HttpServer::new(move || {
         let fixed = bench_fixed.clone();
         let app = App::new()
             .app_data(state.clone())
+            .app_data(exporter.clone())
             .wrap(
                 DefaultHeaders::new()
                     .add((
@@ -76,7 +108,7 @@ pub fn start<R: OrderReader, C: OrderCache>(
                     .add(("Referrer-Policy", "no-referrer")),
             )
             .wrap_fn(observe)
-            .configure(ops::routes::<R, C>)
+            .configure(|cfg| ops::routes::<R, C>(cfg, with_metrics))
             // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
             .service(readable("/order/{order_uid:.*}", api::get_order::<R, C>))
             .service(readable("/orders/{order_uid:.*}", pages::order_page::<R, C>))
@@ -113,7 +145,33 @@ pub fn start<R: OrderReader, C: OrderCache>(
         addr,
         handle,
         task: tokio::spawn(server),
+        metrics: metrics_server,
     })
+}
+
+/// `/metrics` alone on `addr`, one worker.
+fn start_metrics(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    let exporter = web::Data::new(metrics);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(exporter.clone())
+            .wrap_fn(observe)
+            .configure(ops::metrics_route)
+            .default_service(web::to(|| async { ApiError::NotFound.error_response() }))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {addr} (METRICS_ADDR)"))?;
+    let addr = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((addr, handle))
 }
 
 async fn method_not_allowed() -> HttpResponse {

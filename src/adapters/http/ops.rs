@@ -1,16 +1,25 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use super::AppState;
 use crate::domain::metrics as m;
 use crate::domain::ports::{OrderCache, OrderReader};
 
-pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig) {
+/// The probes, and `/metrics` unless it is served on an address of its own.
+pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.service(super::readable("/healthz", healthz::<R, C>))
-        .service(super::readable("/readyz", readyz::<R, C>))
-        .service(super::readable("/metrics", metrics::<R, C>));
+        .service(super::readable("/readyz", readyz::<R, C>));
+    if with_metrics {
+        metrics_route(cfg);
+    }
+}
+
+/// `/metrics` alone, for the main server or the one on `METRICS_ADDR`.
+pub fn metrics_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::readable("/metrics", metrics));
 }
 
 /// Alive: the process answers, and in an ingest role its consumer has not died.
@@ -34,8 +43,8 @@ async fn readyz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>)
     }
 }
 
-async fn metrics<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
+async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(handle.render())
 }
