@@ -78,8 +78,16 @@ up MODE="auto":
     case "$mode" in
       local) scripts/stack.sh up ;;
       compose)
-        docker compose -f deploy/compose.yaml up -d --build --wait
-        echo "order-svc: http://127.0.0.1:8080/  Grafana: http://127.0.0.1:3000/  Prometheus: http://127.0.0.1:9090/"
+        # Fresh random passwords on the first run, kept for the next (mode 600).
+        env_file=.data/compose.env
+        if [ ! -f "$env_file" ]; then
+          mkdir -p .data
+          secret() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
+          (umask 077; printf 'POSTGRES_PASSWORD=%s\nSERVE_DB_PASSWORD=%s\nGRAFANA_ADMIN_PASSWORD=%s\n' \
+            "$(secret)" "$(secret)" "$(secret)" > "$env_file")
+        fi
+        docker compose --env-file "$env_file" -f deploy/compose.yaml up -d --build --wait
+        echo "order-svc: http://127.0.0.1:8080/  Grafana: http://127.0.0.1:3000/ (user admin, password in $env_file)  Prometheus: http://127.0.0.1:9090/"
         ;;
       *) echo "just up [auto|local|compose]" >&2; exit 2 ;;
     esac
@@ -89,8 +97,9 @@ up MODE="auto":
 down *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    if command -v docker >/dev/null && docker info >/dev/null 2>&1 && docker compose -f deploy/compose.yaml ps -q 2>/dev/null | grep -q .; then
-      if [ "{{ ARGS }}" = "--purge" ]; then docker compose -f deploy/compose.yaml down -v; else docker compose -f deploy/compose.yaml down; fi
+    compose=(docker compose --env-file .data/compose.env -f deploy/compose.yaml)
+    if [ -f .data/compose.env ] && command -v docker >/dev/null && docker info >/dev/null 2>&1 && "${compose[@]}" ps -q 2>/dev/null | grep -q .; then
+      if [ "{{ ARGS }}" = "--purge" ]; then "${compose[@]}" down -v; else "${compose[@]}" down; fi
     fi
     scripts/stack.sh down {{ ARGS }}
 

@@ -549,3 +549,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_env_example_names_every_setting() {
+        let example = include_str!("../../.env.example");
+        for s in settings_of(&Cli::command()) {
+            if s.arg.is_hide_set() {
+                continue;
+            }
+            assert!(
+                example.contains(&format!("{}=", s.env)),
+                ".env.example does not name {}",
+                s.env
+            );
+        }
+    }
+}

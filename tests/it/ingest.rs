@@ -393,3 +393,75 @@ async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
         "no offset moved past the abandoned batches"
     );
 }
+
+/// `deploy/postgres/serve-role.sql` is the whole of what `serve` needs: ingest (orders and
+/// dead letters) and lookups work as that role, and it can change nothing else.
+#[tokio::test]
+async fn serve_runs_with_only_the_rights_of_the_documented_role() {
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
+    let role = format!("svc_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let sql = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/postgres/serve-role.sql"
+    );
+    let out = std::process::Command::new("psql")
+        .arg(&db.url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-v"])
+        .arg(format!("role={role}"))
+        .args(["-v", "owner=postgres", "-v", "password=unused", "-f", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let as_role = db
+        .url
+        .replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    assert_ne!(
+        as_role, db.url,
+        "the test database URL names the user postgres"
+    );
+
+    let (messages, _, kinds) = generate(5, 60, 0.3);
+    let valid = kinds.iter().filter(|k| k.is_none()).count() as i64;
+    send_all(&producer(), &topic.name, &messages).await;
+    let mut env = topic.serve_env(&as_role, "least");
+    env.push(("VALIDATION_CONSISTENCY", "reject".into()));
+    let serve = Serve::start(&env).await;
+    serve.wait_ready().await;
+    wait_for_orders(&db, valid, 60).await;
+    let owner = db.client().await;
+    wait_for(30, "every dead letter in the ledger", || async {
+        (count(&owner, "dead_letters").await == messages.len() as i64 - valid).then_some(())
+    })
+    .await;
+    let uid = messages[kinds.iter().position(Option::is_none).unwrap()]
+        .0
+        .clone()
+        .unwrap();
+    assert_eq!(serve.status(&format!("/order/{uid}")).await, Some(200));
+    drop(serve);
+
+    let client = crate::helpers::connect(&as_role).await;
+    for statement in [
+        "DELETE FROM orders",
+        "UPDATE orders SET entry = 'x'",
+        "TRUNCATE dead_letters",
+        "CREATE TABLE intruder (x int)",
+        "DROP TABLE items",
+    ] {
+        let err = client.batch_execute(statement).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{statement}: {err:?}"
+        );
+    }
+    drop(client);
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
