@@ -8,6 +8,7 @@
 //! counts and announces. Only after `write` succeeded may the caller move its offsets.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, histogram};
@@ -90,6 +91,38 @@ impl Plan<'_> {
     /// one, or a later version could be stored before an earlier one.
     pub fn uids(&self) -> impl Iterator<Item = &OrderUid> {
         self.orders.iter().map(CheckedOrder::uid)
+    }
+}
+
+/// The driving port of ingest: what the inbound adapter (the Kafka consumer) calls for each
+/// batch it polled. The consumer is generic over this one trait and knows nothing of the
+/// store, the dead-letter sink or the cache behind it.
+pub trait IngestBatches: Send + Sync + 'static {
+    /// Decodes and validates each message; pure, no I/O.
+    fn plan<'a>(&self, batch: &'a [InboundMessage]) -> Plan<'a>;
+    /// Makes the batch durable: orders stored, dead letters sent and recorded. An error is
+    /// worth retrying with the same plan; nothing is done twice.
+    fn write(&self, plan: &mut Plan<'_>) -> impl Future<Output = Result<(), IngestError>> + Send;
+    /// Announces what was stored and reports the batch's outcomes.
+    fn finish(&self, plan: Plan<'_>) -> impl Future<Output = BatchReport> + Send;
+}
+
+impl<S, D, C> IngestBatches for Ingest<S, D, C>
+where
+    S: OrderStore + DeadLetterLedger,
+    D: DeadLetterSink,
+    C: NewOrderListener,
+{
+    fn plan<'a>(&self, batch: &'a [InboundMessage]) -> Plan<'a> {
+        Ingest::plan(self, batch)
+    }
+
+    fn write(&self, plan: &mut Plan<'_>) -> impl Future<Output = Result<(), IngestError>> + Send {
+        Ingest::write(self, plan)
+    }
+
+    fn finish(&self, plan: Plan<'_>) -> impl Future<Output = BatchReport> + Send {
+        Ingest::finish(self, plan)
     }
 }
 

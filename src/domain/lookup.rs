@@ -1,5 +1,8 @@
 //! Use case: uid -> order, from the cache, else from the store (then cached).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use metrics::counter;
 
 use super::metrics as m;
@@ -13,6 +16,23 @@ pub use super::ports::{LookupError, OrderView};
 pub enum Source {
     Cache,
     Store,
+}
+
+/// A lookup's answer, boxed so that [`FindOrder`] can be used as `dyn`.
+pub type Found<'a> =
+    Pin<Box<dyn Future<Output = Result<(OrderView, Source), LookupError>> + Send + 'a>>;
+
+/// The driving port of lookups: what an inbound adapter (HTTP) calls. It can be held as
+/// `Arc<dyn FindOrder>`, so the adapter knows nothing of the store or the cache behind it,
+/// and its handlers can be tested with a fake.
+pub trait FindOrder: Send + Sync + 'static {
+    fn find<'a>(&'a self, uid: &'a OrderUid) -> Found<'a>;
+}
+
+impl<R: OrderReader, C: OrderCache> FindOrder for Lookup<R, C> {
+    fn find<'a>(&'a self, uid: &'a OrderUid) -> Found<'a> {
+        Box::pin(self.get(uid))
+    }
 }
 
 pub struct Lookup<R, C> {

@@ -7,14 +7,13 @@ use super::AppState;
 use super::errors::ApiError;
 use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
-use crate::domain::ports::{OrderCache, OrderReader};
 
 pub const ORDER_CACHE_CONTROL: &str = "private, max-age=86400, immutable";
 
-pub async fn get_order<R: OrderReader, C: OrderCache>(
+pub async fn get_order(
     req: HttpRequest,
     path: web::Path<String>,
-    state: web::Data<AppState<R, C>>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     super::guarded("get_order", async {
         answer(&req, path.into_inner(), &state)
@@ -24,13 +23,13 @@ pub async fn get_order<R: OrderReader, C: OrderCache>(
     .await
 }
 
-async fn answer<R: OrderReader, C: OrderCache>(
+async fn answer(
     req: &HttpRequest,
     uid: String,
-    state: &AppState<R, C>,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let uid = OrderUid::parse(uid).map_err(|_| ApiError::InvalidUid)?;
-    let (view, source) = state.lookup.get(&uid).await?;
+    let (view, source) = state.lookup.find(&uid).await?;
     let etag = format!("\"{}\"", view.etag);
     let x_cache = match source {
         Source::Cache => "hit",

@@ -26,16 +26,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use errors::ApiError;
 
 use crate::domain::health::Readiness;
-use crate::domain::lookup::Lookup;
+use crate::domain::lookup::FindOrder;
 use crate::domain::metrics as m;
-use crate::domain::ports::{OrderCache, OrderReader};
 
 /// Longest request path served; anything longer is answered 414 before routing.
 const MAX_PATH: usize = 512;
 
 /// What the handlers share.
-pub struct AppState<R, C> {
-    pub lookup: Arc<Lookup<R, C>>,
+pub struct AppState {
+    pub lookup: Arc<dyn FindOrder>,
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
     pub templates: tera::Tera,
@@ -69,9 +68,9 @@ pub struct Listen {
     pub workers: usize,
 }
 
-pub fn start<R: OrderReader, C: OrderCache>(
+pub fn start(
     listen: Listen,
-    lookup: Arc<Lookup<R, C>>,
+    lookup: Arc<dyn FindOrder>,
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
     bench_fixed: Option<bytes::Bytes>,
@@ -108,14 +107,7 @@ pub fn start<R: OrderReader, C: OrderCache>(
                     .add(("Referrer-Policy", "no-referrer")),
             )
             .wrap_fn(observe)
-            .configure(|cfg| ops::routes::<R, C>(cfg, with_metrics))
-            // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
-            .service(readable("/order/{order_uid:.*}", api::get_order::<R, C>))
-            .service(readable("/orders/{order_uid:.*}", pages::order_page::<R, C>))
-            .service(readable("/", pages::index::<R, C>))
-            .service(readable("/static/{file}", pages::static_file))
-            .service(readable("/openapi.json", pages::openapi))
-            .default_service(web::to(not_found::<R, C>));
+            .configure(|cfg| routes(cfg, with_metrics));
         // The benchmark's baseline: the same server, a body of the same size, no lookup.
         app.configure(move |cfg| {
             if let Some(body) = fixed {
@@ -147,6 +139,18 @@ pub fn start<R: OrderReader, C: OrderCache>(
         task: tokio::spawn(server),
         metrics: metrics_server,
     })
+}
+
+/// Every route of the main server.
+fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    ops::routes(cfg, with_metrics);
+    // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
+    cfg.service(readable("/order/{order_uid:.*}", api::get_order))
+        .service(readable("/orders/{order_uid:.*}", pages::order_page))
+        .service(readable("/", pages::index))
+        .service(readable("/static/{file}", pages::static_file))
+        .service(readable("/openapi.json", pages::openapi))
+        .default_service(web::to(not_found));
 }
 
 /// `/metrics` alone on `addr`, one worker.
@@ -210,10 +214,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// JSON for programs, the HTML page for browsers.
-async fn not_found<R: OrderReader, C: OrderCache>(
-    req: HttpRequest,
-    state: web::Data<AppState<R, C>>,
-) -> HttpResponse {
+async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -288,5 +289,108 @@ where
             tracing::error!(handler = what, panic = %detail, "handler panicked");
             ApiError::Internal.error_response()
         }
+    }
+}
+
+/// The handlers with a fake lookup service: each answer of the service becomes the right
+/// status, headers and body, without a database or a cache behind it.
+#[cfg(test)]
+mod tests {
+    use actix_web::test;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::domain::lookup::{Found, LookupError, OrderView, Source};
+    use crate::domain::order::{ContentHash, OrderUid};
+
+    const MODEL: &[u8] = include_bytes!("../../../tests/data/model.json");
+
+    /// Knows `cached` (from the cache) and `stored` (from the store); `down` finds the store
+    /// unavailable, `broken` unreadable; anything else is not found.
+    struct Fake;
+
+    impl FindOrder for Fake {
+        fn find<'a>(&'a self, uid: &'a OrderUid) -> Found<'a> {
+            let json = Bytes::from_static(MODEL);
+            let view = OrderView::new(json.clone(), &ContentHash::of_json(&json));
+            let answer = match uid.as_str() {
+                "cached" => Ok((view, Source::Cache)),
+                "stored" => Ok((view, Source::Store)),
+                "down" => Err(LookupError::Unavailable("connection refused".into())),
+                "broken" => Err(LookupError::Unreadable("year 0".into())),
+                _ => Err(LookupError::NotFound),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    async fn get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Bytes) {
+        let state = web::Data::new(AppState {
+            lookup: Arc::new(Fake),
+            readiness: Arc::new(Readiness::new(true, false)),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            templates: pages::templates().unwrap(),
+        });
+        let app = test::init_service(
+            App::new()
+                .app_data(state)
+                .configure(|cfg| routes(cfg, true)),
+        )
+        .await;
+        let mut req = test::TestRequest::get().uri(path);
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let response = test::call_service(&app, req.to_request()).await;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        (status, headers, test::read_body(response).await)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[actix_web::test]
+    async fn each_answer_of_the_lookup_service_has_its_status_and_code() {
+        let (status, headers, body) = get("/order/cached", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, Bytes::from_static(MODEL));
+        assert_eq!(header(&headers, "x-cache"), Some("hit"));
+        let etag = header(&headers, "etag").unwrap().to_owned();
+        assert_eq!(
+            header(&get("/order/stored", &[]).await.1, "x-cache"),
+            Some("miss")
+        );
+        assert_eq!(
+            get("/order/cached", &[("If-None-Match", &etag)]).await.0,
+            304
+        );
+
+        for (path, status, code) in [
+            ("/order/nosuch", 404, "not_found"),
+            ("/order/down", 503, "unavailable"),
+            ("/order/broken", 500, "order_unreadable"),
+            ("/order/not-a-uid!", 400, "invalid_uid"),
+        ] {
+            let (got, headers, body) = get(path, &[]).await;
+            assert_eq!(got, status, "{path}");
+            assert_eq!(header(&headers, "content-type"), Some("application/json"));
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"], code, "{path}: {body}");
+        }
+        // The server-rendered page tells the same story in HTML.
+        assert_eq!(get("/orders/stored", &[]).await.0, 200);
+        assert_eq!(get("/orders/nosuch", &[]).await.0, 404);
+        assert_eq!(get("/orders/down", &[]).await.0, 503);
     }
 }

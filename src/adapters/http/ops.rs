@@ -6,12 +6,11 @@ use serde_json::json;
 
 use super::AppState;
 use crate::domain::metrics as m;
-use crate::domain::ports::{OrderCache, OrderReader};
 
 /// The probes, and `/metrics` unless it is served on an address of its own.
-pub fn routes<R: OrderReader, C: OrderCache>(cfg: &mut web::ServiceConfig, with_metrics: bool) {
-    cfg.service(super::readable("/healthz", healthz::<R, C>))
-        .service(super::readable("/readyz", readyz::<R, C>));
+pub fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    cfg.service(super::readable("/healthz", healthz))
+        .service(super::readable("/readyz", readyz));
     if with_metrics {
         metrics_route(cfg);
     }
@@ -23,7 +22,7 @@ pub fn metrics_route(cfg: &mut web::ServiceConfig) {
 }
 
 /// Alive: the process answers, and in an ingest role its consumer has not died.
-async fn healthz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     if state.readiness.alive() {
         HttpResponse::Ok().json(json!({"status": "ok"}))
     } else {
@@ -33,7 +32,7 @@ async fn healthz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>
 }
 
 /// Ready: database reachable, cache preloaded, consumer running (each where it applies).
-async fn readyz<R: OrderReader, C: OrderCache>(state: web::Data<AppState<R, C>>) -> HttpResponse {
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let problems = state.readiness.problems();
     ::metrics::gauge!(m::READY).set(if problems.is_empty() { 1.0 } else { 0.0 });
     if problems.is_empty() {

@@ -10,7 +10,6 @@ use tera::{Context, Tera};
 use super::AppState;
 use super::errors::ApiError;
 use crate::domain::order::{Order, OrderUid};
-use crate::domain::ports::{OrderCache, OrderReader};
 
 /// The templates, parsed once. Tera escapes every value in `.html` templates.
 pub fn templates() -> anyhow::Result<Tera> {
@@ -57,10 +56,7 @@ pub fn message_page(tera: &Tera, status: StatusCode, heading: &str, message: &st
     page(tera, status, "message.html", &context)
 }
 
-pub async fn index<R: OrderReader, C: OrderCache>(
-    req: HttpRequest,
-    state: web::Data<AppState<R, C>>,
-) -> HttpResponse {
+pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut context = Context::new();
     let uid =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
@@ -95,17 +91,11 @@ fn money(amount: impl Into<i128>, currency: &str) -> String {
     format!("{sign}{grouped} {currency}")
 }
 
-pub async fn order_page<R: OrderReader, C: OrderCache>(
-    path: web::Path<String>,
-    state: web::Data<AppState<R, C>>,
-) -> HttpResponse {
+pub async fn order_page(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     super::guarded("order_page", render_order(path.into_inner(), &state)).await
 }
 
-async fn render_order<R: OrderReader, C: OrderCache>(
-    uid: String,
-    state: &AppState<R, C>,
-) -> HttpResponse {
+async fn render_order(uid: String, state: &AppState) -> HttpResponse {
     let tera = &state.templates;
     let Ok(uid) = OrderUid::parse(uid) else {
         return message_page(
@@ -115,7 +105,7 @@ async fn render_order<R: OrderReader, C: OrderCache>(
             &ApiError::InvalidUid.to_string(),
         );
     };
-    let view = match state.lookup.get(&uid).await.map_err(ApiError::from) {
+    let view = match state.lookup.find(&uid).await.map_err(ApiError::from) {
         Ok((view, _)) => view,
         Err(ApiError::NotFound) => {
             return message_page(

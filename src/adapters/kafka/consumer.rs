@@ -33,11 +33,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::domain::health::Readiness;
-use crate::domain::ingest::Ingest;
+use crate::domain::ingest::IngestBatches;
 use crate::domain::message::InboundMessage;
 use crate::domain::metrics as m;
 use crate::domain::order::OrderUid;
-use crate::domain::ports::{DeadLetterLedger, DeadLetterSink, NewOrderListener, OrderStore};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -197,18 +196,13 @@ pub struct ConsumerDied(String);
 /// consumer and the decoding then overlap instead of taking turns. Offsets are still stored
 /// strictly in poll order: a batch's offsets move only once it and every batch before it
 /// are durable.
-pub async fn run<S, D, C>(
+pub async fn run<I: IngestBatches>(
     consumer: IngestConsumer,
     settings: ConsumerSettings,
-    ingest: Arc<Ingest<S, D, C>>,
+    ingest: Arc<I>,
     readiness: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConsumerDied>
-where
-    S: OrderStore + DeadLetterLedger,
-    D: DeadLetterSink,
-    C: NewOrderListener,
-{
+) -> Result<(), ConsumerDied> {
     let consumer = Arc::new(consumer);
     let mut in_flight = InFlight::default();
     let mut died = None;
@@ -356,18 +350,13 @@ async fn gather(
 ///
 /// `order` holds the progress of every earlier batch still in flight, and where this one
 /// tells its own.
-async fn write_batch<S, D, C>(
+async fn write_batch<I: IngestBatches>(
     batch: Vec<InboundMessage>,
-    ingest: Arc<Ingest<S, D, C>>,
+    ingest: Arc<I>,
     consumer: Arc<IngestConsumer>,
     order: Order,
     mut shutdown: watch::Receiver<bool>,
-) -> Option<Vec<InboundMessage>>
-where
-    S: OrderStore + DeadLetterLedger,
-    D: DeadLetterSink,
-    C: NewOrderListener,
-{
+) -> Option<Vec<InboundMessage>> {
     let (earlier, tell) = order;
     let mut plan = ingest.plan(&batch);
     let ours: Arc<HashSet<OrderUid>> = Arc::new(plan.uids().cloned().collect());
