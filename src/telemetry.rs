@@ -5,6 +5,7 @@
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::cli::LogFormat;
+use crate::domain::metrics::{Kind, Labels, Metric};
 
 /// Installs the global tracing subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
@@ -38,10 +39,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
 /// Installs the Prometheus recorder for `serve` and describes every metric. Histograms get
 /// buckets (not summaries) so that percentiles can be aggregated across processes.
 pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-
-    use crate::domain::metrics as m;
 
     const SECONDS: &[f64] = &[
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -56,127 +54,10 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
 
-    describe_counter!(
-        m::ORDERS_INGESTED,
-        "Consumed messages by outcome: stored, duplicate, conflict, rejected."
-    );
-    describe_counter!(
-        m::CONSISTENCY_WARNINGS,
-        "Orders accepted although their totals do not add up (VALIDATION_CONSISTENCY=warn)."
-    );
-    describe_counter!(
-        m::DEAD_LETTERS,
-        "Messages published to the dead-letter topic, by reason."
-    );
-    describe_histogram!(
-        m::INGEST_BATCH_SIZE,
-        Unit::Count,
-        "Messages per consumed batch."
-    );
-    describe_histogram!(
-        m::INGEST_BATCH_WRITE,
-        Unit::Seconds,
-        "Time to store one batch in PostgreSQL."
-    );
-    describe_histogram!(
-        m::INGEST_END_TO_END,
-        Unit::Seconds,
-        "From the producer's x-produced-at header to the order being stored."
-    );
-    describe_counter!(
-        m::INGEST_RETRIES,
-        "Batch attempts that failed and were retried."
-    );
-    describe_gauge!(
-        m::CONSUMER_LAG,
-        Unit::Count,
-        "Messages behind the partition's end, per partition."
-    );
-    describe_counter!(
-        m::DB_ERRORS,
-        "Database calls that failed, by operation and kind."
-    );
-    describe_histogram!(
-        m::DB_QUERY,
-        Unit::Seconds,
-        "Database call latency by operation."
-    );
-    describe_counter!(
-        m::PRODUCER_SENDS,
-        "Messages published by produce, by result."
-    );
-    describe_counter!(
-        m::CACHE_REQUESTS,
-        "Cache lookups by result: hit, miss, or negative_hit (an unknown uid answered from memory)."
-    );
-    describe_counter!(
-        m::ORDERS_UNREADABLE,
-        "Stored rows that do not read back as an order (skipped by the preload, 500 on lookup)."
-    );
-    describe_counter!(
-        m::HEADERS_UNREADABLE,
-        "Kafka message headers whose name is not UTF-8 (kept under U+FFFD without a value)."
-    );
-    describe_counter!(
-        m::CONSUMER_FAILURES,
-        "Times the Kafka consumer ended other than by shutdown (the process then exits non-zero)."
-    );
-    describe_gauge!(m::CACHE_ENTRIES, Unit::Count, "Orders in the cache.");
-    describe_gauge!(
-        m::CACHE_BYTES,
-        Unit::Bytes,
-        "Weight of the cache: bytes of cached JSON."
-    );
-    describe_counter!(
-        m::HTTP_REQUESTS,
-        "HTTP requests by route template, method and status."
-    );
-    describe_histogram!(
-        m::HTTP_DURATION,
-        Unit::Seconds,
-        "HTTP request latency by route template, method and status."
-    );
-    describe_gauge!(m::READY, "1 when /readyz answers ready, else 0.");
-
-    // Every series of a bounded label set exists from the start at zero, so that rates and
-    // dashboards work before the first event of each kind.
-    use crate::domain::message::DeadLetterReason;
-    for outcome in ["stored", "duplicate", "conflict", "rejected"] {
-        metrics::counter!(m::ORDERS_INGESTED, "outcome" => outcome).absolute(0);
+    for metric in all_metrics() {
+        describe(metric);
+        start_at_zero(metric);
     }
-    for reason in DeadLetterReason::all() {
-        metrics::counter!(m::DEAD_LETTERS, "reason" => reason.code()).absolute(0);
-    }
-    for op in [
-        "store_batch",
-        "dead_lettered",
-        "record_dead_letters",
-        "find",
-        "latest",
-        "ping",
-    ] {
-        for kind in ["unavailable", "refused", "unreadable", "unknown"] {
-            metrics::counter!(m::DB_ERRORS, "op" => op, "kind" => kind).absolute(0);
-        }
-    }
-    for result in ["hit", "miss", "negative_hit"] {
-        metrics::counter!(m::CACHE_REQUESTS, "result" => result).absolute(0);
-    }
-    for result in ["ok", "truncated", "error"] {
-        metrics::counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => result)
-            .absolute(0);
-    }
-    // Alerts watch these with `increase`: from 0, the first event counts.
-    for name in [
-        m::INGEST_RETRIES,
-        m::CONSISTENCY_WARNINGS,
-        m::ORDERS_UNREADABLE,
-        m::HEADERS_UNREADABLE,
-        m::CONSUMER_FAILURES,
-    ] {
-        metrics::counter!(name).absolute(0);
-    }
-    metrics::gauge!(m::READY).set(0.0);
 
     // The recorder needs periodic upkeep to drain histogram buffers.
     let upkeep = handle.clone();
@@ -188,4 +69,58 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         }
     });
     Ok(handle)
+}
+
+/// Every metric of the service: the core's and each adapter's.
+pub fn all_metrics() -> impl Iterator<Item = &'static Metric> {
+    [
+        crate::domain::metrics::CORE,
+        crate::adapters::kafka::metrics::METRICS,
+        crate::adapters::postgres::metrics::METRICS,
+        crate::adapters::http::metrics::METRICS,
+        crate::adapters::cache::METRICS,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn describe(metric: &Metric) {
+    let (name, help) = (metric.name, metric.help);
+    match (metric.kind, metric.unit) {
+        (Kind::Counter, Some(unit)) => metrics::describe_counter!(name, unit, help),
+        (Kind::Counter, None) => metrics::describe_counter!(name, help),
+        (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(name, unit, help),
+        (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+        (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
+        (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
+    }
+}
+
+/// Every series of a counter with bounded labels (each combination of their values), and
+/// every gauge without labels, exists from the start at zero: rates and dashboards work
+/// before the first event of each kind, and alerts that watch `increase` see the first one.
+fn start_at_zero(metric: &Metric) {
+    let Labels::Bounded(labels) = metric.labels else {
+        return;
+    };
+    let mut series: Vec<Vec<metrics::Label>> = vec![Vec::new()];
+    for (key, values) in labels {
+        series = series
+            .into_iter()
+            .flat_map(|set| {
+                values().into_iter().map(move |value| {
+                    let mut set = set.clone();
+                    set.push(metrics::Label::new(*key, value));
+                    set
+                })
+            })
+            .collect();
+    }
+    for set in series {
+        match metric.kind {
+            Kind::Counter => metrics::counter!(metric.name, set).absolute(0),
+            Kind::Gauge if labels.is_empty() => metrics::gauge!(metric.name).set(0.0),
+            Kind::Gauge | Kind::Histogram => {}
+        }
+    }
 }

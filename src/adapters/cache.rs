@@ -4,10 +4,33 @@
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
+use metrics::Unit;
+
 use crate::domain::lookup::{LookupError, OrderView};
+use crate::domain::metrics::{Kind, Labels, Metric};
 use crate::domain::order::OrderUid;
 use crate::domain::ports::{NewOrderListener, OrderCache};
 use crate::domain::validate::CheckedOrder;
+
+pub const CACHE_ENTRIES: &str = "cache_entries";
+pub const CACHE_BYTES: &str = "cache_bytes";
+
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: CACHE_ENTRIES,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Orders in the cache.",
+        labels: Labels::Bounded(&[]),
+    },
+    Metric {
+        name: CACHE_BYTES,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Weight of the cache: bytes of cached JSON.",
+        labels: Labels::Bounded(&[]),
+    },
+];
 
 #[derive(Clone)]
 pub struct MokaCache {

@@ -12,17 +12,16 @@ use anyhow::Context;
 use metrics::gauge;
 use tokio::sync::watch;
 
-use crate::adapters::cache::MokaCache;
+use crate::adapters::cache::{self, MokaCache};
 use crate::adapters::http;
-use crate::adapters::kafka::consumer;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
+use crate::adapters::kafka::{self, consumer};
 use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::Role;
 use crate::domain::health::Readiness;
 use crate::domain::ingest::Ingest;
 use crate::domain::lookup::Lookup;
-use crate::domain::metrics as m;
 use crate::settings::ServeSettings;
 use crate::telemetry;
 
@@ -138,8 +137,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             // from the last commit.
             ingest_task = None;
             readiness.set_consumer_failed();
-            gauge!(m::READY).set(0.0);
-            metrics::counter!(m::CONSUMER_FAILURES).increment(1);
+            metrics::counter!(kafka::metrics::CONSUMER_FAILURES).increment(1);
             let why = match ended {
                 Ok(Ok(())) => "the consumer stopped on its own".to_owned(),
                 Ok(Err(e)) => e.to_string(),
@@ -190,11 +188,6 @@ async fn watch_database(
             }
         }
         readiness.set_database(up);
-        gauge!(m::READY).set(if readiness.problems().is_empty() {
-            1.0
-        } else {
-            0.0
-        });
     }
 }
 
@@ -207,7 +200,7 @@ async fn report_cache(cache: MokaCache, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {}
         }
         cache.settle().await;
-        gauge!(m::CACHE_ENTRIES).set(cache.entries() as f64);
-        gauge!(m::CACHE_BYTES).set(cache.bytes() as f64);
+        gauge!(cache::CACHE_ENTRIES).set(cache.entries() as f64);
+        gauge!(cache::CACHE_BYTES).set(cache.bytes() as f64);
     }
 }

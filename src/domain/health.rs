@@ -1,4 +1,5 @@
-//! Readiness: what must hold before the service takes traffic, set by the parts that know.
+//! Readiness: what must hold before the service takes traffic, set by the parts that know,
+//! and published as the `service_ready` gauge here, whenever it changes, and nowhere else.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,14 +29,17 @@ impl Readiness {
 
     pub fn set_database(&self, up: bool) {
         self.database.store(up, Ordering::Relaxed);
+        self.publish();
     }
 
     pub fn set_cache_warmed(&self) {
         self.cache.store(true, Ordering::Relaxed);
+        self.publish();
     }
 
     pub fn set_consumer(&self, running: bool) {
         self.consumer.store(running, Ordering::Relaxed);
+        self.publish();
     }
 
     /// The consumer ended other than by shutdown: the process is no longer alive as an
@@ -43,6 +47,12 @@ impl Readiness {
     pub fn set_consumer_failed(&self) {
         self.consumer.store(false, Ordering::Relaxed);
         self.consumer_failed.store(true, Ordering::Relaxed);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let ready = if self.problems().is_empty() { 1.0 } else { 0.0 };
+        metrics::gauge!(super::metrics::READY).set(ready);
     }
 
     /// Liveness: false once a part the service needs has died for good.

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use metrics::{counter, histogram};
 
 use super::message::{DeadLetter, DeadLetterReason, InboundMessage};
-use super::metrics as m;
+use super::metrics::{self as m, Label, Outcome};
 use super::order::OrderUid;
 use super::ports::{
     DeadLetterError, DeadLetterLedger, DeadLetterSink, NewOrderListener, OrderStore, StoreError,
@@ -213,7 +213,7 @@ where
                     self.dead_letters.send(&fresh).await?;
                     self.store.record_dead_letters(&fresh).await?;
                     for letter in &fresh {
-                        counter!(m::DEAD_LETTERS, "reason" => letter.reason.code()).increment(1);
+                        counter!(m::DEAD_LETTERS, "reason" => letter.reason.as_str()).increment(1);
                     }
                 }
                 plan.dead_letters_sent = fresh.len();
@@ -261,13 +261,13 @@ where
             }
         }
         for (outcome, n) in [
-            ("stored", report.stored),
-            ("duplicate", report.duplicates),
-            ("conflict", report.conflicts),
-            ("rejected", report.rejected),
+            (Outcome::Stored, report.stored),
+            (Outcome::Duplicate, report.duplicates),
+            (Outcome::Conflict, report.conflicts),
+            (Outcome::Rejected, report.rejected),
         ] {
             if n > 0 {
-                counter!(m::ORDERS_INGESTED, "outcome" => outcome).increment(n as u64);
+                counter!(m::ORDERS_INGESTED, "outcome" => outcome.as_str()).increment(n as u64);
             }
         }
         histogram!(m::INGEST_BATCH_SIZE).record(plan.batch.len() as f64);

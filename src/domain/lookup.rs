@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use metrics::counter;
 
-use super::metrics as m;
+use super::metrics::{self as m, CacheResult, Label};
 use super::order::OrderUid;
 use super::ports::{OrderCache, OrderReader, StoreError};
 // The vocabulary of the lookup ports, named here too where the use case is read.
@@ -49,14 +49,14 @@ impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
     /// concurrent request for the same uid, whose answer is then cached.
     pub async fn get(&self, uid: &OrderUid) -> Result<(OrderView, Source), LookupError> {
         if let Some(view) = self.cache.get(uid).await {
-            counter!(m::CACHE_REQUESTS, "result" => "hit").increment(1);
+            counter!(m::CACHE_REQUESTS, "result" => CacheResult::Hit.as_str()).increment(1);
             return Ok((view, Source::Cache));
         }
         if self.cache.known_missing(uid).await {
-            counter!(m::CACHE_REQUESTS, "result" => "negative_hit").increment(1);
+            counter!(m::CACHE_REQUESTS, "result" => CacheResult::NegativeHit.as_str()).increment(1);
             return Err(LookupError::NotFound);
         }
-        counter!(m::CACHE_REQUESTS, "result" => "miss").increment(1);
+        counter!(m::CACHE_REQUESTS, "result" => CacheResult::Miss.as_str()).increment(1);
         let load = async {
             match self.reader.find(uid).await? {
                 Some(stored) => Ok(OrderView::from(stored)),

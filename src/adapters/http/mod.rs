@@ -3,6 +3,7 @@
 
 mod api;
 mod errors;
+pub mod metrics;
 mod ops;
 mod pages;
 
@@ -11,6 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::metrics::{counter, histogram};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
@@ -20,14 +22,12 @@ use actix_web::{
 };
 use anyhow::Context;
 use futures::FutureExt;
-use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use errors::ApiError;
 
 use crate::domain::health::Readiness;
 use crate::domain::lookup::FindOrder;
-use crate::domain::metrics as m;
 
 /// Longest request path served; anything longer is answered 414 before routing.
 const MAX_PATH: usize = 512;
@@ -265,8 +265,8 @@ where
             ("method", method.to_owned()),
             ("status", status.to_string()),
         ];
-        counter!(m::HTTP_REQUESTS, &labels).increment(1);
-        histogram!(m::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+        counter!(metrics::HTTP_REQUESTS, &labels).increment(1);
+        histogram!(metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
         tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64, "http");
         Ok(response)
     }

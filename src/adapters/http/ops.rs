@@ -5,7 +5,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use super::AppState;
-use crate::domain::metrics as m;
 
 /// The probes, and `/metrics` unless it is served on an address of its own.
 pub fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
@@ -34,7 +33,6 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// Ready: database reachable, cache preloaded, consumer running (each where it applies).
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let problems = state.readiness.problems();
-    ::metrics::gauge!(m::READY).set(if problems.is_empty() { 1.0 } else { 0.0 });
     if problems.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

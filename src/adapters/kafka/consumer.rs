@@ -58,7 +58,7 @@ impl ClientContext for IngestContext {
             for (partition, stats) in &topic.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; lag -1 means unknown.
                 if *partition >= 0 && stats.consumer_lag >= 0 {
-                    gauge!(m::CONSUMER_LAG, "topic" => topic.topic.clone(), "partition" => partition.to_string())
+                    gauge!(super::metrics::CONSUMER_LAG, "topic" => topic.topic.clone(), "partition" => partition.to_string())
                         .set(stats.consumer_lag as f64);
                 }
             }
@@ -149,7 +149,7 @@ fn copy_headers(headers: &BorrowedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
             match std::panic::catch_unwind(AssertUnwindSafe(copy)) {
                 Ok(header) => header,
                 Err(_) => {
-                    counter!(m::HEADERS_UNREADABLE).increment(1);
+                    counter!(super::metrics::HEADERS_UNREADABLE).increment(1);
                     tracing::warn!(
                         index = i,
                         "a message header name is not UTF-8; kept without its value under U+FFFD"

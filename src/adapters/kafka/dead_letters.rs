@@ -13,8 +13,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use metrics::counter;
 use sha2::{Digest, Sha256};
 
+use super::metrics::{PRODUCER_SENDS, Producer, SendResult};
 use crate::domain::message::DeadLetter;
-use crate::domain::metrics as m;
+use crate::domain::metrics::Label;
 use crate::domain::ports::{DeadLetterError, DeadLetterSink};
 
 /// Cheap to clone: the producer is shared.
@@ -146,12 +147,15 @@ impl DeadLetterSink for KafkaDeadLetters {
             );
         }
         let whole = letters.len() - failed.len() - truncated;
-        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "ok")
-            .increment(whole as u64);
-        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "truncated")
-            .increment(truncated as u64);
-        counter!(m::PRODUCER_SENDS, "producer" => "dead_letters", "result" => "error")
-            .increment(failed.len() as u64);
+        for (result, n) in [
+            (SendResult::Ok, whole),
+            (SendResult::Truncated, truncated),
+            (SendResult::Error, failed.len()),
+        ] {
+            let producer = Producer::DeadLetters.as_str();
+            counter!(PRODUCER_SENDS, "producer" => producer, "result" => result.as_str())
+                .increment(n as u64);
+        }
         if failed.is_empty() {
             Ok(())
         } else {

@@ -3,6 +3,7 @@
 
 pub mod consumer;
 pub mod dead_letters;
+pub mod metrics;
 pub mod producer;
 
 use std::time::Duration;

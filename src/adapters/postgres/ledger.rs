@@ -1,6 +1,7 @@
 //! The dead-letter ledger: which messages were already sent to the dead-letter topic, so
 //! that a replay sends none twice. It lives beside the orders, in the `dead_letters` table.
 
+use super::metrics::Op;
 use super::pool::{PgStore, db_error};
 use crate::domain::message::{DeadLetter, MessageId};
 use crate::domain::ports::{DeadLetterLedger, StoreError};
@@ -21,7 +22,7 @@ ON CONFLICT DO NOTHING
 
 impl DeadLetterLedger for PgStore {
     async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
-        self.timed("dead_lettered", async {
+        self.timed(Op::DeadLettered, async {
             let (topics, partitions, offsets, hashes) = id_columns(ids.iter());
             let mut client = self.conn().await?;
             let rows = client
@@ -43,7 +44,7 @@ impl DeadLetterLedger for PgStore {
     }
 
     async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
-        self.timed("record_dead_letters", async {
+        self.timed(Op::RecordDeadLetters, async {
             let (topics, partitions, offsets, hashes) = id_columns(letters.iter().map(|l| &l.id));
             let reasons: Vec<&str> = letters.iter().map(|l| l.reason.code()).collect();
             // PostgreSQL text cannot hold NUL, and a detail may quote the message.

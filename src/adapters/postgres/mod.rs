@@ -3,6 +3,7 @@
 //! ([`ledger`]) and reads for lookup ([`reader`]).
 
 pub mod ledger;
+pub mod metrics;
 pub mod migrations;
 pub mod pool;
 pub mod reader;

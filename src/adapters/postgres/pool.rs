@@ -7,8 +7,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use metrics::{counter, histogram};
 use tokio_postgres::error::SqlState;
 
+use super::metrics::{DB_ERRORS, DB_QUERY, ErrorKind, Op};
 use super::url::DatabaseUrl;
-use crate::domain::metrics as m;
+use crate::domain::metrics::Label;
 use crate::domain::ports::StoreError;
 
 /// Orders in PostgreSQL, through a connection pool.
@@ -122,7 +123,7 @@ impl PgStore {
 
     /// Whether the server answers a trivial query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.timed("ping", async {
+        self.timed(Op::Ping, async {
             let mut client = self.conn().await?;
             client.simple_query("SELECT 1").await.map_err(db_error)?;
             client.keep();
@@ -131,7 +132,7 @@ impl PgStore {
         .await
     }
 
-    pub(crate) async fn timed<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    pub(crate) async fn timed<T, F>(&self, op: Op, f: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {
@@ -140,7 +141,7 @@ impl PgStore {
         // process, packets dropped): the statement timeout and the TCP user timeout end most
         // such calls first, but neither sees a peer whose kernel still acknowledges.
         let limit = match op {
-            "find" | "ping" => LOOKUP_TIMEOUT.min(self.call_timeout),
+            op if op.is_lookup() => LOOKUP_TIMEOUT.min(self.call_timeout),
             _ => self.call_timeout,
         };
         let result = match tokio::time::timeout(limit, f).await {
@@ -149,15 +150,10 @@ impl PgStore {
                 "no answer from the database within {limit:?}"
             ))),
         };
-        histogram!(m::DB_QUERY, "op" => op).record(started.elapsed().as_secs_f64());
+        histogram!(DB_QUERY, "op" => op.as_str()).record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            let kind = match e {
-                StoreError::Unavailable(_) => "unavailable",
-                StoreError::Refused(_) => "refused",
-                StoreError::Unreadable { .. } => "unreadable",
-                StoreError::Unknown(_) => "unknown",
-            };
-            counter!(m::DB_ERRORS, "op" => op, "kind" => kind).increment(1);
+            let kind = ErrorKind::of(e).as_str();
+            counter!(DB_ERRORS, "op" => op.as_str(), "kind" => kind).increment(1);
         }
         result
     }

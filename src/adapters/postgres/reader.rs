@@ -9,6 +9,7 @@ use futures::TryStreamExt;
 use metrics::counter;
 use tokio_postgres::Row;
 
+use super::metrics::Op;
 use super::pool::{PgStore, db_error};
 use crate::domain::metrics as m;
 use crate::domain::order::{ContentHash, Order, OrderUid};
@@ -68,7 +69,7 @@ fn stored(row: &Row) -> Result<StoredOrder, StoreError> {
 
 impl OrderReader for PgStore {
     async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
-        self.timed("find", async {
+        self.timed(Op::Find, async {
             let mut client = self.conn().await?;
             let sql = format!("{SELECT_ORDER_JSON} WHERE o.order_uid = $1");
             let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
@@ -87,7 +88,7 @@ impl OrderReader for PgStore {
     }
 
     async fn latest(&self, n: usize) -> Result<Vec<StoredOrder>, StoreError> {
-        self.timed("latest", async {
+        self.timed(Op::Latest, async {
             let mut client = self.conn().await?;
             let sql = format!("{SELECT_ORDER_JSON} ORDER BY o.ingested_at DESC LIMIT $1");
             let limit = i64::try_from(n).unwrap_or(i64::MAX);

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
+use super::metrics::Op;
 use super::pool::{PgStore, db_error};
 use crate::domain::ports::{OrderStore, StoreError, StoreOutcome};
 use crate::domain::validate::CheckedOrder;
@@ -209,7 +210,7 @@ impl<'a> BatchColumns<'a> {
 
 impl OrderStore for PgStore {
     async fn store_batch(&self, orders: &[CheckedOrder]) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.timed("store_batch", async {
+        self.timed(Op::StoreBatch, async {
             let columns = BatchColumns::of(orders)?;
             let mut client = self.conn().await?;
             let statement = client

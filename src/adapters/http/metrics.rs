@@ -1,0 +1,26 @@
+//! The metrics of the HTTP adapter. Their labels (route template, method, status) are
+//! bounded by the routes, not listed: series appear with the first request of each.
+
+use metrics::Unit;
+
+use crate::domain::metrics::{Kind, Labels, Metric};
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: HTTP_REQUESTS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "HTTP requests by route template, method and status.",
+        labels: Labels::Open,
+    },
+    Metric {
+        name: HTTP_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "HTTP request latency by route template, method and status.",
+        labels: Labels::Open,
+    },
+];

@@ -1,0 +1,108 @@
+//! The metrics of the PostgreSQL adapter.
+
+use metrics::Unit;
+
+use crate::domain::metrics::{Kind, Label, Labels, Metric};
+use crate::domain::ports::StoreError;
+
+pub const DB_ERRORS: &str = "db_errors_total";
+pub const DB_QUERY: &str = "db_query_seconds";
+
+/// The database calls, as the `op` label names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    StoreBatch,
+    DeadLettered,
+    RecordDeadLetters,
+    Find,
+    Latest,
+    Ping,
+}
+
+impl Op {
+    /// Calls a person waits for.
+    pub fn is_lookup(self) -> bool {
+        matches!(self, Self::Find | Self::Ping)
+    }
+}
+
+impl Label for Op {
+    fn values() -> Vec<Self> {
+        vec![
+            Self::StoreBatch,
+            Self::DeadLettered,
+            Self::RecordDeadLetters,
+            Self::Find,
+            Self::Latest,
+            Self::Ping,
+        ]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::StoreBatch => "store_batch",
+            Self::DeadLettered => "dead_lettered",
+            Self::RecordDeadLetters => "record_dead_letters",
+            Self::Find => "find",
+            Self::Latest => "latest",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+/// The kinds of failure, one per [`StoreError`] variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unavailable,
+    Refused,
+    Unreadable,
+    Unknown,
+}
+
+impl ErrorKind {
+    pub fn of(e: &StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::Refused(_) => Self::Refused,
+            StoreError::Unreadable { .. } => Self::Unreadable,
+            StoreError::Unknown(_) => Self::Unknown,
+        }
+    }
+}
+
+impl Label for ErrorKind {
+    fn values() -> Vec<Self> {
+        vec![
+            Self::Unavailable,
+            Self::Refused,
+            Self::Unreadable,
+            Self::Unknown,
+        ]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Refused => "refused",
+            Self::Unreadable => "unreadable",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: DB_ERRORS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Database calls that failed, by operation and kind.",
+        labels: Labels::Bounded(&[("op", Op::names), ("kind", ErrorKind::names)]),
+    },
+    Metric {
+        name: DB_QUERY,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Database call latency by operation.",
+        labels: Labels::Bounded(&[("op", Op::names)]),
+    },
+];
