@@ -2,6 +2,7 @@
 //!
 //! Logs go to standard error so that standard output stays clean for `generate`.
 
+use anyhow::Context;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::cli::LogFormat;
@@ -11,7 +12,7 @@ use crate::domain::metrics::{Kind, Labels, Metric};
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
-            .map_err(|e| anyhow::anyhow!("RUST_LOG={spec:?} is not a valid log filter: {e}"))?,
+            .with_context(|| format!("RUST_LOG={spec:?} is not a valid log filter"))?,
         _ => EnvFilter::new("info"),
     };
     let registry = tracing_subscriber::registry().with(filter);
@@ -28,7 +29,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
             )
             .try_init(),
     }
-    .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    .context("cannot install the log subscriber")?;
     // Panics become log events (JSON where the logs are JSON) instead of raw stderr text.
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic");
@@ -52,7 +53,7 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
         .set_buckets_for_metric(Matcher::Suffix("_messages".into()), MESSAGES)?
         .install_recorder()
-        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+        .context("cannot install the metrics recorder")?;
 
     for metric in all_metrics() {
         describe(metric);

@@ -5,6 +5,8 @@ pub mod migrate;
 pub mod produce;
 pub mod serve;
 
+use anyhow::Context;
+
 use crate::settings::Settings;
 
 /// Runs one subcommand to completion.
@@ -26,7 +28,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .context("cannot start the async runtime")
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

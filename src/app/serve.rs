@@ -139,12 +139,12 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             readiness.set_consumer_failed();
             metrics::counter!(kafka::metrics::CONSUMER_FAILURES).increment(1);
             let why = match ended {
-                Ok(Ok(())) => "the consumer stopped on its own".to_owned(),
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => format!("the consumer task failed: {e}"),
+                Ok(Ok(())) => anyhow::anyhow!("the consumer stopped on its own"),
+                Ok(Err(e)) => e.into(),
+                Err(e) => anyhow::Error::new(e).context("the consumer task failed"),
             };
-            tracing::error!(%why, "ingest died; shutting down to be restarted");
-            failure = Some(anyhow::anyhow!("ingest died: {why}"));
+            tracing::error!(why = %format!("{why:#}"), "ingest died; shutting down to be restarted");
+            failure = Some(why.context("ingest died"));
         }
     }
     let _ = stop_tx.send(true);

@@ -16,6 +16,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Readiness of a process that needs a preloaded cache (an API role) and/or a running consumer (an ingest role).
     pub fn new(needs_cache: bool, needs_consumer: bool) -> Self {
         Self {
             database: AtomicBool::new(false),
@@ -27,16 +28,19 @@ impl Readiness {
         }
     }
 
+    /// Whether the database answered the last ping.
     pub fn set_database(&self, up: bool) {
         self.database.store(up, Ordering::Relaxed);
         self.publish();
     }
 
+    /// The cache preload is done.
     pub fn set_cache_warmed(&self) {
         self.cache.store(true, Ordering::Relaxed);
         self.publish();
     }
 
+    /// Whether the consumer runs.
     pub fn set_consumer(&self, running: bool) {
         self.consumer.store(running, Ordering::Relaxed);
         self.publish();
@@ -60,6 +64,7 @@ impl Readiness {
         !(self.needs_consumer && self.consumer_failed.load(Ordering::Relaxed))
     }
 
+    /// Whether the database answered the last ping.
     pub fn database(&self) -> bool {
         self.database.load(Ordering::Relaxed)
     }

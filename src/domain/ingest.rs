@@ -25,14 +25,19 @@ use super::validate::{CheckedOrder, Consistency, RejectReason, accept};
 /// The rules ingest applies to each message.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestPolicy {
+    /// Larger payloads are rejected as `too_large` before decoding.
     pub max_message_bytes: usize,
+    /// What to do with orders whose totals do not add up.
     pub consistency: Consistency,
 }
 
+/// Why a batch is not durable yet; worth retrying with the same plan.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The store failed (orders or the dead-letter ledger).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The dead-letter topic did not take every letter.
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
 }
@@ -53,9 +58,13 @@ impl std::fmt::Display for Refusal {
 /// What became of a batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {
+    /// Orders stored by this batch.
     pub stored: usize,
+    /// Redeliveries of orders already stored with the same content.
     pub duplicates: usize,
+    /// Other content under a uid already stored: dead-lettered as `conflict`.
     pub conflicts: usize,
+    /// Messages the gate refused: dead-lettered with their reason.
     pub rejected: usize,
     /// Dead letters published now (a replay publishes none for messages already sent).
     pub dead_letters_sent: usize,
@@ -126,6 +135,7 @@ where
     }
 }
 
+/// The ingest use case: raw messages in, every one decided (stored, duplicate, conflict, rejected) and made durable.
 pub struct Ingest<S, D, C> {
     store: S,
     dead_letters: D,
@@ -141,6 +151,7 @@ where
     D: DeadLetterSink,
     C: NewOrderListener,
 {
+    /// The use case over its ports.
     pub fn new(store: S, dead_letters: D, announce: C, policy: IngestPolicy) -> Self {
         Self {
             store,

@@ -14,7 +14,9 @@ pub use super::ports::{LookupError, OrderView};
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// The cache held the order.
     Cache,
+    /// The store was asked (and the cache filled).
     Store,
 }
 
@@ -26,6 +28,7 @@ pub type Found<'a> =
 /// `Arc<dyn FindOrder>`, so the adapter knows nothing of the store or the cache behind it,
 /// and its handlers can be tested with a fake.
 pub trait FindOrder: Send + Sync + 'static {
+    /// The order with this uid, and where it was found.
     fn find<'a>(&'a self, uid: &'a OrderUid) -> Found<'a>;
 }
 
@@ -35,12 +38,14 @@ impl<R: OrderReader, C: OrderCache> FindOrder for Lookup<R, C> {
     }
 }
 
+/// The lookup use case: the cache first, then the store (one query shared by concurrent misses), then the cache filled.
 pub struct Lookup<R, C> {
     reader: R,
     cache: C,
 }
 
 impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
+    /// The use case over its ports.
     pub fn new(reader: R, cache: C) -> Self {
         Self { reader, cache }
     }

@@ -8,13 +8,19 @@ use super::validate::RejectReason;
 /// One consumed message, copied out of the client before it crosses tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundMessage {
+    /// Topic the message was read from.
     pub topic: String,
+    /// Partition the message was read from.
     pub partition: i32,
+    /// Offset of the message in its partition.
     pub offset: i64,
     /// The broker's or producer's timestamp, unix milliseconds.
     pub timestamp_ms: Option<i64>,
+    /// The message key, any bytes (our producer uses the order uid).
     pub key: Option<Vec<u8>>,
+    /// The message value; `None` for a tombstone.
     pub payload: Option<Vec<u8>>,
+    /// Headers in order; a name that was not UTF-8 arrives as U+FFFD without a value.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -22,10 +28,12 @@ pub struct InboundMessage {
 pub const PRODUCED_AT_HEADER: &str = "x-produced-at";
 
 impl InboundMessage {
+    /// The payload, empty for a tombstone.
     pub fn payload(&self) -> &[u8] {
         self.payload.as_deref().unwrap_or_default()
     }
 
+    /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -57,9 +65,13 @@ impl InboundMessage {
 /// Identity of a consumed message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageId {
+    /// Topic the message was read from.
     pub topic: String,
+    /// Partition the message was read from.
     pub partition: i32,
+    /// Offset of the message in its partition.
     pub offset: i64,
+    /// SHA-256 of the payload: a re-created topic whose offsets restart does not pass for the old one.
     pub payload_hash: [u8; 32],
 }
 
@@ -93,8 +105,11 @@ impl DeadLetterReason {
 /// A message bound for the dead-letter topic, with its reason code and a readable detail.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
+    /// The message sent on, unchanged.
     pub message: &'a InboundMessage,
+    /// Where it came from, for the ledger that keeps a replay from sending it twice.
     pub id: MessageId,
+    /// Why it was set aside.
     pub reason: DeadLetterReason,
     /// At most [`MAX_DETAIL_BYTES`], control characters escaped: it travels in a header.
     pub detail: String,
@@ -103,11 +118,17 @@ pub struct DeadLetter<'a> {
 /// Headers the dead-letter topic adds to each message. Incoming headers with the prefix are
 /// dropped, so that no client can forge them.
 pub const DLQ_HEADER_PREFIX: &str = "x-dlq-";
+/// Header: the reason code.
 pub const DLQ_REASON: &str = "x-dlq-reason";
+/// Header: every broken rule, readable, bounded in size.
 pub const DLQ_DETAIL: &str = "x-dlq-detail";
+/// Header: the topic the message was read from.
 pub const DLQ_ORIGINAL_TOPIC: &str = "x-dlq-original-topic";
+/// Header: its partition.
 pub const DLQ_ORIGINAL_PARTITION: &str = "x-dlq-original-partition";
+/// Header: its offset.
 pub const DLQ_ORIGINAL_OFFSET: &str = "x-dlq-original-offset";
+/// Header: its timestamp (unix ms), when it had one.
 pub const DLQ_ORIGINAL_TIMESTAMP: &str = "x-dlq-original-timestamp";
 /// Set on a letter whose original was too large to publish (see [`DeadLetter::headers`]).
 pub const DLQ_TRUNCATED: &str = "x-dlq-truncated";
@@ -117,6 +138,7 @@ pub const DLQ_TRUNCATED: &str = "x-dlq-truncated";
 pub const MAX_DETAIL_BYTES: usize = 4096;
 
 impl<'a> DeadLetter<'a> {
+    /// A letter for `message`, its detail made safe for a header (bounded, escaped).
     pub fn new(message: &'a InboundMessage, reason: DeadLetterReason, detail: &str) -> Self {
         Self {
             message,

@@ -13,18 +13,26 @@ use super::message::DeadLetterReason;
 /// What kind of instrument a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Only goes up.
     Counter,
+    /// A value that goes up and down.
     Gauge,
+    /// A distribution, in buckets.
     Histogram,
 }
 
 /// A metric as `/metrics` describes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
+    /// The Prometheus name, with its unit and `_total` where it applies.
     pub name: &'static str,
+    /// What instrument it is.
     pub kind: Kind,
+    /// Its unit, when it has one.
     pub unit: Option<Unit>,
+    /// The `# HELP` text.
     pub help: &'static str,
+    /// Its labels.
     pub labels: Labels,
 }
 
@@ -47,6 +55,7 @@ pub trait Label: Copy + 'static {
     /// Every value.
     fn values() -> Vec<Self>;
 
+    /// The value as it appears in `/metrics`.
     fn as_str(self) -> &'static str;
 
     /// Every value as it appears in `/metrics`, for descriptions.
@@ -55,23 +64,37 @@ pub trait Label: Copy + 'static {
     }
 }
 
+/// Consumed messages by outcome.
 pub const ORDERS_INGESTED: &str = "orders_ingested_total";
+/// Orders accepted although their totals do not add up.
 pub const CONSISTENCY_WARNINGS: &str = "orders_consistency_warnings_total";
+/// Dead letters published, by reason.
 pub const DEAD_LETTERS: &str = "dead_letters_total";
+/// Messages per batch.
 pub const INGEST_BATCH_SIZE: &str = "ingest_batch_size_messages";
+/// Time to make a batch durable.
 pub const INGEST_BATCH_WRITE: &str = "ingest_batch_write_seconds";
+/// From `x-produced-at` to stored.
 pub const INGEST_END_TO_END: &str = "ingest_end_to_end_seconds";
+/// Batch attempts retried.
 pub const INGEST_RETRIES: &str = "ingest_retries_total";
+/// Lookups by cache result.
 pub const CACHE_REQUESTS: &str = "cache_requests_total";
+/// Stored rows that do not read back as an order.
 pub const ORDERS_UNREADABLE: &str = "orders_unreadable_total";
+/// 1 when ready, else 0.
 pub const READY: &str = "service_ready";
 
 /// What became of a consumed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Written now.
     Stored,
+    /// Already stored with the same content.
     Duplicate,
+    /// Other content under a stored uid.
     Conflict,
+    /// Refused by the gate.
     Rejected,
 }
 
@@ -98,7 +121,9 @@ impl Label for Outcome {
 /// Where a lookup found its answer, or did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheResult {
+    /// The cache held it.
     Hit,
+    /// The store was asked.
     Miss,
     /// An unknown uid answered from memory.
     NegativeHit,

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The core: orders, their rules, and the use cases. It knows nothing of Kafka, PostgreSQL,
 //! caches or HTTP; adapters reach it through the traits in [`ports`].
 

@@ -19,16 +19,22 @@ pub use super::rules::{InvalidUid, MAX_ID_LEN};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
+    /// The order's key: ASCII letters and digits, 1 to 64.
     #[validate(custom(function = "rules::identifier"))]
     pub order_uid: String,
+    /// The shipment's tracking number: ASCII letters and digits.
     #[validate(custom(function = "rules::identifier"))]
     pub track_number: String,
+    /// Entry point code, such as `WBIL`.
     #[validate(custom(function = "rules::non_empty"))]
     pub entry: String,
+    /// Who receives it, where.
     #[validate(nested)]
     pub delivery: Delivery,
+    /// How it was paid.
     #[validate(nested)]
     pub payment: Payment,
+    /// What was bought, at least one.
     #[validate(
         length(
             min = 1,
@@ -38,98 +44,132 @@ pub struct Order {
         nested
     )]
     pub items: Vec<Item>,
+    /// BCP 47 language tag, such as `en`.
     #[validate(custom(function = "rules::locale"))]
     pub locale: String,
+    /// May be empty.
     #[validate(custom(function = "rules::text"))]
     pub internal_signature: String,
+    /// The customer's id.
     #[validate(custom(function = "rules::non_empty"))]
     pub customer_id: String,
+    /// Carrier, such as `meest`.
     #[validate(custom(function = "rules::non_empty"))]
     pub delivery_service: String,
+    /// Decimal digits.
     #[validate(custom(function = "rules::numeric"))]
     pub shardkey: String,
+    /// Positive.
     #[validate(range(
         exclusive_min = 0,
         code = "not_positive",
         message = "must be greater than 0"
     ))]
     pub sm_id: i64,
+    /// RFC 3339, years 1 to 9999, kept to the microsecond, served in UTC.
     #[serde(with = "rfc3339_utc")]
     #[validate(custom(function = "rules::date_created"))]
     pub date_created: DateTime<Utc>,
+    /// Decimal digits.
     #[validate(custom(function = "rules::numeric"))]
     pub oof_shard: String,
 }
 
+/// Who receives the order, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
+    /// The recipient's name.
     #[validate(custom(function = "rules::non_empty"))]
     pub name: String,
+    /// E.164: `+` and 8 to 15 digits.
     #[validate(custom(function = "rules::phone"))]
     pub phone: String,
+    /// Decimal digits.
     #[validate(custom(function = "rules::numeric"))]
     pub zip: String,
+    /// Not empty.
     #[validate(custom(function = "rules::non_empty"))]
     pub city: String,
+    /// Not empty.
     #[validate(custom(function = "rules::non_empty"))]
     pub address: String,
+    /// Not empty.
     #[validate(custom(function = "rules::non_empty"))]
     pub region: String,
+    /// One `@`, ASCII domain, no white space.
     #[validate(custom(function = "rules::email"))]
     pub email: String,
 }
 
+/// How the order was paid; amounts in the currency's minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Payment {
+    /// The payment transaction id.
     #[validate(custom(function = "rules::identifier"))]
     pub transaction: String,
+    /// May be empty.
     #[validate(custom(function = "rules::text"))]
     pub request_id: String,
+    /// ISO 4217 code, such as `USD`.
     #[validate(custom(function = "rules::currency"))]
     pub currency: String,
+    /// Payment provider, such as `wbpay`.
     #[validate(custom(function = "rules::non_empty"))]
     pub provider: String,
+    /// What was paid: goods, delivery and fees.
     #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
     pub amount: i64,
+    /// Payment time, unix seconds.
     #[validate(range(
         exclusive_min = 0,
         code = "not_positive",
         message = "must be greater than 0"
     ))]
     pub payment_dt: i64,
+    /// Not empty.
     #[validate(custom(function = "rules::non_empty"))]
     pub bank: String,
+    /// Not negative.
     #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
     pub delivery_cost: i64,
+    /// Positive: the items' total prices.
     #[validate(range(
         exclusive_min = 0,
         code = "not_positive",
         message = "must be greater than 0"
     ))]
     pub goods_total: i64,
+    /// Not negative.
     #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
     pub custom_fee: i64,
 }
 
+/// One line of the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
+    /// Positive.
     #[validate(range(
         exclusive_min = 0,
         code = "not_positive",
         message = "must be greater than 0"
     ))]
     pub chrt_id: i64,
+    /// The tracking number of the shipment holding this item.
     #[validate(custom(function = "rules::identifier"))]
     pub track_number: String,
+    /// Before the sale, minor units.
     #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
     pub price: i64,
+    /// The item's row id.
     #[validate(custom(function = "rules::identifier"))]
     pub rid: String,
+    /// The product's name.
     #[validate(custom(function = "rules::non_empty"))]
     pub name: String,
+    /// Percent off, 0 to 100.
     #[validate(range(
         min = 0,
         max = 100,
@@ -137,18 +177,23 @@ pub struct Item {
         message = "must be between 0 and 100"
     ))]
     pub sale: i64,
+    /// Not empty (`0` when it has none).
     #[validate(custom(function = "rules::non_empty"))]
     pub size: String,
+    /// After the sale, minor units.
     #[validate(range(min = 0, code = "negative", message = "must not be negative"))]
     pub total_price: i64,
+    /// Positive.
     #[validate(range(
         exclusive_min = 0,
         code = "not_positive",
         message = "must be greater than 0"
     ))]
     pub nm_id: i64,
+    /// Not empty.
     #[validate(custom(function = "rules::non_empty"))]
     pub brand: String,
+    /// The item's status code.
     #[validate(custom(function = "rules::non_zero"))]
     pub status: i64,
 }
@@ -173,12 +218,14 @@ impl Order {
 pub struct OrderUid(String);
 
 impl OrderUid {
+    /// A uid that follows the identifier rule.
     pub fn parse(s: impl Into<String>) -> Result<Self, InvalidUid> {
         let s = s.into();
         rules::check_identifier(&s)?;
         Ok(Self(s))
     }
 
+    /// The uid as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -206,10 +253,12 @@ impl ContentHash {
         Self(Sha256::digest(json).into())
     }
 
+    /// The 32 bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// Lower-case hex, used as the entity tag.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }

@@ -16,11 +16,14 @@ use super::validate::CheckedOrder;
 /// entity tag (the content hash; orders never change, so neither does the tag).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {
+    /// The canonical JSON, served as is.
     pub json: Bytes,
+    /// The content hash in hex.
     pub etag: String,
 }
 
 impl OrderView {
+    /// A view of `json`, tagged by its hash.
     pub fn new(json: Bytes, hash: &ContentHash) -> Self {
         Self {
             json,
@@ -35,8 +38,10 @@ impl From<StoredOrder> for OrderView {
     }
 }
 
+/// Why a lookup has no order to show.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
+    /// No order with this uid is stored.
     #[error("no order with this uid")]
     NotFound,
     /// The store cannot be reached and the cache does not hold the order.
@@ -45,6 +50,7 @@ pub enum LookupError {
     /// Stored, but the row does not read back as an order.
     #[error("{0}")]
     Unreadable(String),
+    /// Anything else; details are logged, not shown.
     #[error("lookup failed: {0}")]
     Internal(String),
 }
@@ -83,7 +89,13 @@ pub enum StoreError {
     /// A stored row that does not read back as an order (written by something else, or
     /// before a rule existed). Reading it again fails the same way.
     #[error("order {uid} is stored but cannot be read: {why}")]
-    Unreadable { uid: String, why: String },
+    Unreadable {
+        /// The row's uid.
+        uid: String,
+        /// What does not read back.
+        why: String,
+    },
+    /// A failure of no known kind: treated as the server's, retried.
     #[error(transparent)]
     Unknown(anyhow::Error),
 }
@@ -91,8 +103,11 @@ pub enum StoreError {
 /// An order as read back from the store: its canonical JSON and content hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOrder {
+    /// Its uid.
     pub uid: OrderUid,
+    /// Its canonical JSON, rebuilt from the rows.
     pub json: Vec<u8>,
+    /// The hash stored with it.
     pub hash: ContentHash,
 }
 
@@ -140,6 +155,7 @@ pub trait DeadLetterSink: Clone + Send + Sync + 'static {
 /// Told of every order ingest has just stored (the lookup cache, written through).
 /// Infallible: a cache that misses an order only costs a database read later.
 pub trait NewOrderListener: Clone + Send + Sync + 'static {
+    /// Told of every order just stored.
     fn stored(&self, order: &CheckedOrder) -> impl Future<Output = ()> + Send;
 }
 
@@ -163,6 +179,7 @@ pub trait OrderReader: Clone + Send + Sync + 'static {
 
 /// The lookup cache. Infallible for reads and writes; only a load can fail.
 pub trait OrderCache: Clone + Send + Sync + 'static {
+    /// The cached view, if any.
     fn get(&self, uid: &OrderUid) -> impl Future<Output = Option<OrderView>> + Send;
 
     /// The cached order, or the result of `load`, which runs once however many callers ask
@@ -175,6 +192,7 @@ pub trait OrderCache: Clone + Send + Sync + 'static {
     where
         F: Future<Output = Result<OrderView, LookupError>> + Send;
 
+    /// Caches a view.
     fn put(&self, uid: OrderUid, view: OrderView) -> impl Future<Output = ()> + Send;
 
     /// Whether `uid` was looked up a moment ago and not found (a negative cache, so that a

@@ -14,10 +14,13 @@ pub const MAX_ID_LEN: usize = 64;
 /// Why a string is not an [`OrderUid`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidUid {
+    /// No characters.
     #[error("order uid is empty")]
     Empty,
+    /// More than [`MAX_ID_LEN`] characters.
     #[error("order uid is longer than {MAX_ID_LEN} characters")]
     TooLong,
+    /// A character other than an ASCII letter or digit.
     #[error("order uid may hold only ASCII letters and digits")]
     NotAlphanumeric,
 }
@@ -39,6 +42,7 @@ pub fn check_identifier(s: &str) -> Result<(), InvalidUid> {
     }
 }
 
+/// ASCII letters and digits, 1 to [`MAX_ID_LEN`].
 pub fn identifier(s: &str) -> Result<(), ValidationError> {
     check_identifier(s).map_err(|e| match e {
         InvalidUid::Empty => error("empty", "must not be empty"),
@@ -84,6 +88,7 @@ pub fn email(s: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Decimal digits only, at least one.
 pub fn numeric(s: &str) -> Result<(), ValidationError> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
@@ -128,6 +133,7 @@ pub fn locale(s: &str) -> Result<(), ValidationError> {
 /// The first and last instants `date_created` may hold: years 1 to 9999 in UTC, which
 /// PostgreSQL, chrono and RFC 3339 (four-digit years) all represent.
 pub const DATE_MIN: &str = "0001-01-01T00:00:00Z";
+/// The latest `date_created` the gate and storage both hold.
 pub const DATE_MAX: &str = "9999-12-31T23:59:59.999999Z";
 
 /// Within [`DATE_MIN`]..=[`DATE_MAX`], and not a leap second (`:60`), which PostgreSQL
@@ -161,6 +167,7 @@ pub fn currency(s: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Anything but 0.
 pub fn non_zero(n: i64) -> Result<(), ValidationError> {
     if n == 0 {
         Err(error("zero", "must not be 0"))

@@ -33,6 +33,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for descriptions and tests.
     pub const ALL: [RejectReason; 5] = [
         Self::TooLarge,
         Self::Malformed,
@@ -41,6 +42,7 @@ impl RejectReason {
         Self::Inconsistent,
     ];
 
+    /// The stable code: the `x-dlq-reason` header and the metric label.
     pub fn code(self) -> &'static str {
         match self {
             Self::TooLarge => "too_large",
@@ -63,7 +65,9 @@ impl fmt::Display for RejectReason {
 pub struct FieldError {
     /// Dotted path with list indexes, e.g. `items[0].price`; empty for the whole message.
     pub path: String,
+    /// The rule's stable code, such as `not_e164`.
     pub code: String,
+    /// What the rule expects, for people.
     pub message: String,
 }
 
@@ -81,7 +85,9 @@ impl fmt::Display for FieldError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {}", join(.errors))]
 pub struct Rejection {
+    /// The kind of refusal.
     pub reason: RejectReason,
+    /// Every broken rule, with its field path.
     pub errors: Vec<FieldError>,
 }
 
@@ -155,9 +161,11 @@ pub struct CheckedOrder {
 }
 
 impl CheckedOrder {
+    /// The order's uid, checked.
     pub fn uid(&self) -> &OrderUid {
         &self.uid
     }
+    /// The order as decoded.
     pub fn order(&self) -> &Order {
         &self.order
     }
@@ -165,6 +173,7 @@ impl CheckedOrder {
     pub fn json(&self) -> &Bytes {
         &self.json
     }
+    /// SHA-256 of the canonical JSON.
     pub fn content_hash(&self) -> &ContentHash {
         &self.hash
     }

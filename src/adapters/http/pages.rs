@@ -3,6 +3,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use anyhow::Context as _;
 use chrono::DateTime;
 use serde::Serialize;
 use tera::{Context, Tera};
@@ -23,7 +24,7 @@ pub fn templates() -> anyhow::Result<Tera> {
             include_str!("../../../templates/message.html"),
         ),
     ])
-    .map_err(|e| anyhow::anyhow!("the page templates do not parse: {e}"))?;
+    .context("the page templates do not parse")?;
     Ok(tera)
 }
 

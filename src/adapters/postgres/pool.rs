@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use metrics::{counter, histogram};
 use tokio_postgres::error::SqlState;
@@ -61,7 +63,7 @@ pub fn pool(url: &DatabaseUrl, size: usize, statement_timeout: Duration) -> anyh
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot build the connection pool: {e}"))
+        .context("cannot build the connection pool")
 }
 
 /// A pooled connection that goes back to the pool only when the call using it said so
