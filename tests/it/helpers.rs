@@ -219,7 +219,12 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// The port of serve's "serving HTTP" log line (`addr=127.0.0.1:PORT`, colours or not).
 fn bound_port(log: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains("serving HTTP"))?;
+    logged_port(log, "serving HTTP")
+}
+
+/// The port of the first log line holding `marker` and an address on 127.0.0.1.
+pub fn logged_port(log: &str, marker: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(marker))?;
     let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
     line[at..]
         .chars()

@@ -487,15 +487,7 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     .await;
     serve.wait_ready().await;
     let port: u16 = wait_for(10, "the metrics address in the log", || async {
-        let logs = serve.logs();
-        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
-        let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
-        line[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .ok()
+        crate::helpers::logged_port(&serve.logs(), "serving /metrics")
     })
     .await;
     assert_ne!(port, serve.http_port);
