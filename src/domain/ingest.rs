@@ -92,6 +92,9 @@ pub struct Plan<'a> {
     rounds: Vec<usize>,
     outcomes: Option<Vec<Stored>>,
     letters_done: bool,
+    /// The dead letters went out but the ledger has not recorded them yet: a retry records
+    /// them without publishing them again.
+    letters_published: bool,
     dead_letters_sent: usize,
 }
 
@@ -197,6 +200,7 @@ where
             rounds,
             outcomes: None,
             letters_done: false,
+            letters_published: false,
             dead_letters_sent: 0,
         }
     }
@@ -221,7 +225,10 @@ where
                     .map(|(l, _)| l)
                     .collect();
                 if !fresh.is_empty() {
-                    self.dead_letters.send(&fresh).await?;
+                    if !plan.letters_published {
+                        self.dead_letters.send(&fresh).await?;
+                        plan.letters_published = true;
+                    }
                     self.store.record_dead_letters(&fresh).await?;
                     for letter in &fresh {
                         counter!(m::DEAD_LETTERS, "reason" => letter.reason.as_str()).increment(1);

@@ -17,6 +17,8 @@ struct FakeStore {
     letters: Mutex<HashSet<MessageId>>,
     /// Fail this many store calls with `Unavailable` before working.
     failures: AtomicUsize,
+    /// Fail this many ledger records with `Unavailable` before working.
+    record_failures: AtomicUsize,
 }
 
 impl OrderStore for Arc<FakeStore> {
@@ -50,6 +52,10 @@ impl DeadLetterLedger for Arc<FakeStore> {
     }
 
     async fn record_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), StoreError> {
+        if self.record_failures.load(Ordering::SeqCst) > 0 {
+            self.record_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable(anyhow::anyhow!("down")));
+        }
         self.letters
             .lock()
             .unwrap()
@@ -187,6 +193,27 @@ async fn failures_are_retried_without_redoing_finished_steps() {
         (1, 0, 1)
     );
     assert_eq!(sink.sent.lock().unwrap().len(), 1);
+}
+
+/// The database goes away after the dead letters were published and before the ledger
+/// recorded them: the retry records them and does not publish them again.
+#[tokio::test]
+async fn letters_published_before_the_ledger_failed_are_not_published_again() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    store.record_failures.store(3, Ordering::SeqCst);
+    let ingest = service(&store, &sink);
+    let batch = messages(vec![b"not json".to_vec(), b"{}".to_vec()]);
+    let report = run(&ingest, &batch).await;
+    assert_eq!(report.rejected, 2);
+    assert_eq!(
+        sink.sent.lock().unwrap().len(),
+        2,
+        "each letter published once"
+    );
+    assert_eq!(store.letters.lock().unwrap().len(), 2, "and recorded");
 }
 
 #[tokio::test]
