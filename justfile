@@ -63,6 +63,12 @@ bench-ingest: test-services
 bench-http: test-services
     cargo bench --bench http --features bench-baseline
 
+# The cache filled past CACHE_MAX_BYTES by ingest and by the preload; resident memory of
+# serve against 1.3 x the bound + 64 MiB; baseline: the same ingest with the cache off.
+[group('measure')]
+bench-memory: test-services
+    cargo bench --bench memory
+
 # --- the whole stack -----------------------------------------------------------------------
 
 # Start everything: compose where a Docker engine answers, local processes otherwise

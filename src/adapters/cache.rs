@@ -27,10 +27,21 @@ pub const METRICS: &[Metric] = &[
         name: CACHE_BYTES,
         kind: Kind::Gauge,
         unit: Some(Unit::Bytes),
-        help: "Weight of the cache: bytes of cached JSON.",
+        help: "Weight of the cache: the bytes its entries hold (JSON, key, tag and bookkeeping).",
         labels: Labels::Bounded(&[]),
     },
 ];
+
+/// What an entry costs beyond the bytes of its JSON, key and entity tag: the structs that
+/// hold them and moka's bookkeeping (its entry, the access and write orders, the hash
+/// tables), as measured by `just bench-memory`: with this counted, the resident memory of a
+/// full cache is its bound.
+pub const ENTRY_OVERHEAD: usize = 700;
+
+/// The bytes an entry really holds.
+fn weight(uid: &OrderUid, view: &OrderView) -> usize {
+    uid.as_str().len() + view.json.len() + view.etag.len() + ENTRY_OVERHEAD
+}
 
 #[derive(Clone)]
 pub struct MokaCache {
@@ -52,7 +63,7 @@ impl MokaCache {
         let inner = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|uid: &OrderUid, view: &OrderView| {
-                u32::try_from(uid.as_str().len() + view.json.len()).unwrap_or(u32::MAX)
+                u32::try_from(weight(uid, view)).unwrap_or(u32::MAX)
             })
             // TinyLFU (moka's default) may refuse a new entry in favour of old ones; for
             // orders, recency is what predicts the next lookup.
@@ -135,7 +146,9 @@ mod tests {
     use super::*;
     use crate::domain::lookup::{Lookup, Source};
     use crate::domain::order::ContentHash;
-    use crate::domain::ports::{OrderReader, StoreError, StoredOrder};
+    use std::ops::Bound;
+
+    use crate::domain::ports::{OrderReader, Position, StoreError, StoredOrder};
 
     /// A reader of `n` orders named o0..o{n-1}, oldest first, 100 bytes of JSON each, slow.
     struct SlowReader {
@@ -173,8 +186,32 @@ mod tests {
             Ok((i < self.n).then(|| stored(i)))
         }
 
-        async fn latest(&self, n: usize) -> Result<Vec<StoredOrder>, StoreError> {
-            Ok((0..self.n).rev().take(n).map(stored).collect())
+        async fn newest_start(&self, n: usize) -> Result<Option<Position>, StoreError> {
+            Ok((self.n > 0).then(|| position(self.n.saturating_sub(n))))
+        }
+
+        async fn page(
+            &self,
+            from: Bound<&Position>,
+            limit: usize,
+        ) -> Result<Vec<(Position, StoredOrder)>, StoreError> {
+            Ok((0..self.n)
+                .filter(|&i| match from {
+                    Bound::Included(p) => position(i) >= *p,
+                    Bound::Excluded(p) => position(i) > *p,
+                    Bound::Unbounded => true,
+                })
+                .take(limit)
+                .map(|i| (position(i), stored(i)))
+                .collect())
+        }
+    }
+
+    /// Order `i` was stored `i` seconds after the epoch.
+    fn position(i: usize) -> Position {
+        Position {
+            stored_at: chrono::DateTime::from_timestamp(i as i64, 0).unwrap(),
+            uid: OrderUid::parse(format!("o{i}")).unwrap(),
         }
     }
 
@@ -230,19 +267,26 @@ mod tests {
         assert_eq!(lookup.get(&uid).await.unwrap().1, Source::Cache);
     }
 
+    #[test]
+    fn an_entry_weighs_its_json_key_tag_and_bookkeeping() {
+        let s = stored(7);
+        let view = OrderView::new(s.json.clone().into(), &s.hash);
+        assert_eq!(
+            weight(&s.uid, &view),
+            s.json.len() + "o7".len() + 64 + ENTRY_OVERHEAD
+        );
+    }
+
     #[tokio::test]
     async fn after_a_preload_over_capacity_the_newest_orders_stay() {
-        // Room for about 50 orders of ~102 bytes; preload 200.
-        let cache = MokaCache::new(50 * 102);
+        // Room for about 50 orders of ~102 bytes of JSON and their bookkeeping; preload 200.
+        let room = 50 * (102 + 64 + ENTRY_OVERHEAD as u64);
+        let cache = MokaCache::new(room);
         let reader = reader(200);
         let lookup = Lookup::new(reader, cache.clone());
         assert_eq!(lookup.preload(200).await.unwrap(), 200);
         cache.settle().await;
-        assert!(
-            cache.bytes() <= 50 * 102,
-            "bounded by bytes: {}",
-            cache.bytes()
-        );
+        assert!(cache.bytes() <= room, "bounded by bytes: {}", cache.bytes());
         for newest in 190..200 {
             assert!(
                 cache

@@ -1,6 +1,7 @@
 //! Use case: uid -> order, from the cache, else from the store (then cached).
 
 use std::future::Future;
+use std::ops::Bound;
 use std::pin::Pin;
 
 use metrics::counter;
@@ -38,7 +39,11 @@ impl<R: OrderReader, C: OrderCache> FindOrder for Lookup<R, C> {
     }
 }
 
-/// The lookup use case: the cache first, then the store (one query shared by concurrent misses), then the cache filled.
+/// Orders read per query by [`Lookup::preload`].
+const PRELOAD_PAGE: usize = 2_000;
+
+/// The lookup use case: the cache first, then the store (one query shared by concurrent
+/// misses), then the cache filled.
 pub struct Lookup<R, C> {
     reader: R,
     cache: C,
@@ -80,13 +85,29 @@ impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
 
     /// Fills the cache with the newest `n` orders, inserting the oldest first so that the
     /// newest are the last to be evicted. Returns how many were loaded.
+    ///
+    /// Page by page, oldest first: memory holds one page beyond the cache, whatever `n`.
     pub async fn preload(&self, n: usize) -> Result<usize, StoreError> {
-        let mut latest = self.reader.latest(n).await?;
-        let count = latest.len();
-        latest.reverse();
-        for stored in latest {
-            let uid = stored.uid.clone();
-            self.cache.put(uid, OrderView::from(stored)).await;
+        let Some(start) = self.reader.newest_start(n).await? else {
+            return Ok(0);
+        };
+        let mut from = Bound::Included(start);
+        let mut count = 0;
+        while count < n {
+            let limit = PRELOAD_PAGE.min(n - count);
+            let page = self.reader.page(from.as_ref(), limit).await?;
+            let full = page.len() == limit;
+            if let Some((last, _)) = page.last() {
+                from = Bound::Excluded(last.clone());
+            }
+            for (_, stored) in page {
+                let uid = stored.uid.clone();
+                self.cache.put(uid, OrderView::from(stored)).await;
+                count += 1;
+            }
+            if !full {
+                break;
+            }
         }
         Ok(count)
     }

@@ -203,7 +203,11 @@ impl Order {
     /// the content hash is taken over.
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain structs of strings and integers into a Vec cannot fail.
-        serde_json::to_vec(self).expect("an order always serializes")
+        let mut json = serde_json::to_vec(self).expect("an order always serializes");
+        // The serializer grows its buffer by doubling; a cached order would keep the spare
+        // half alive for as long as it is cached.
+        json.shrink_to_fit();
+        json
     }
 
     /// SHA-256 of [`Order::to_json`]. Two messages with the same uid and the same hash are a

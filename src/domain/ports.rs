@@ -5,6 +5,9 @@
 //! producer, a cache handle): a port shared by two services is simply cloned.
 
 use std::future::Future;
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
 
 use bytes::Bytes;
 
@@ -172,9 +175,29 @@ pub trait OrderReader: Clone + Send + Sync + 'static {
         uid: &OrderUid,
     ) -> impl Future<Output = Result<Option<StoredOrder>, StoreError>> + Send;
 
-    /// The `n` most recently stored orders, newest first.
-    fn latest(&self, n: usize)
-    -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send;
+    /// Where the newest `n` stored orders begin: the position of the oldest of them (of the
+    /// oldest order of all when fewer are stored), or `None` when none is.
+    fn newest_start(
+        &self,
+        n: usize,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// Up to `limit` orders from `from` on in the order they were stored, oldest first, each
+    /// with its position: a preload reads page by page, never all at once.
+    fn page(
+        &self,
+        from: Bound<&Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Position, StoredOrder)>, StoreError>> + Send;
+}
+
+/// Where a stored order stands in the order orders were stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// When it was stored.
+    pub stored_at: DateTime<Utc>,
+    /// Its uid, which orders orders stored at the same instant.
+    pub uid: OrderUid,
 }
 
 /// The lookup cache. Infallible for reads and writes; only a load can fail.

@@ -1,6 +1,6 @@
 use crate::helpers::{TestDb, order_svc, run};
 
-const MIGRATIONS: usize = 3;
+const MIGRATIONS: usize = 4;
 
 #[tokio::test]
 async fn migrate_creates_the_database_then_applies_nothing_the_second_time() {

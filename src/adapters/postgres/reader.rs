@@ -5,7 +5,9 @@
 //! session's `TimeZone` (with its historical offsets in seconds, which RFC 3339 cannot
 //! write) changes what is read.
 
-use futures::TryStreamExt;
+use std::ops::Bound;
+use std::sync::LazyLock;
+
 use metrics::counter;
 use tokio_postgres::Row;
 
@@ -13,7 +15,7 @@ use super::metrics::Op;
 use super::pool::{PgStore, db_error};
 use crate::domain::metrics as m;
 use crate::domain::order::{ContentHash, Order, OrderUid};
-use crate::domain::ports::{OrderReader, StoreError, StoredOrder};
+use crate::domain::ports::{OrderReader, Position, StoreError, StoredOrder};
 
 const SELECT_ORDER_JSON: &str = r#"
 SELECT o.order_uid, o.content_hash, json_build_object(
@@ -38,11 +40,30 @@ SELECT o.order_uid, o.content_hash, json_build_object(
     -- to_char writes 1 BC as 0001: a date before year 1 becomes null, which does not read.
     'date_created', CASE WHEN o.date_created >= '0001-01-01 00:00:00+00' THEN
         to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
-    'oof_shard', o.oof_shard)::text
-FROM orders o
+    'oof_shard', o.oof_shard)::text,
+    o.ingested_at
+FROM {orders} o
 JOIN deliveries d USING (order_uid)
 JOIN payments p USING (order_uid)
 "#;
+
+/// [`SELECT_ORDER_JSON`] over `orders`: the table, or a subquery that picks some of it.
+fn select_from(orders: &str) -> String {
+    SELECT_ORDER_JSON.replace("{orders}", orders)
+}
+
+/// The position held by columns `at` (ingested_at) and `uid` of a row.
+fn position(row: &Row, at: usize, uid: usize) -> Result<Position, StoreError> {
+    let raw: String = row.get(uid);
+    let uid = OrderUid::parse(raw.clone()).map_err(|e| StoreError::Unreadable {
+        uid: raw,
+        why: e.to_string(),
+    })?;
+    Ok(Position {
+        stored_at: row.get(at),
+        uid,
+    })
+}
 
 fn stored(row: &Row) -> Result<StoredOrder, StoreError> {
     let uid: String = row.get(0);
@@ -71,8 +92,10 @@ impl OrderReader for PgStore {
     async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
         self.timed(Op::Find, async {
             let mut client = self.conn().await?;
-            let sql = format!("{SELECT_ORDER_JSON} WHERE o.order_uid = $1");
-            let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+            static FIND: LazyLock<String> =
+                LazyLock::new(|| format!("{} WHERE o.order_uid = $1", select_from("orders")));
+            let sql = FIND.as_str();
+            let statement = client.prepare_cached(sql).await.map_err(db_error)?;
             let row = client
                 .query_opt(&statement, &[&uid.as_str()])
                 .await
@@ -87,17 +110,74 @@ impl OrderReader for PgStore {
         .await
     }
 
-    async fn latest(&self, n: usize) -> Result<Vec<StoredOrder>, StoreError> {
+    async fn newest_start(&self, n: usize) -> Result<Option<Position>, StoreError> {
         self.timed(Op::Latest, async {
             let mut client = self.conn().await?;
-            let sql = format!("{SELECT_ORDER_JSON} ORDER BY o.ingested_at DESC LIMIT $1");
-            let limit = i64::try_from(n).unwrap_or(i64::MAX);
-            let rows = client.query_raw(&sql, [limit]).await.map_err(db_error)?;
-            futures::pin_mut!(rows);
-            let mut out = Vec::with_capacity(n.min(1 << 20));
-            while let Some(row) = rows.try_next().await.map_err(db_error)? {
-                match stored(&row) {
-                    Ok(order) => out.push(order),
+            let skip = i64::try_from(n.saturating_sub(1)).unwrap_or(i64::MAX);
+            let row = client
+                .query_opt(
+                    "SELECT ingested_at, order_uid FROM orders \
+                     ORDER BY ingested_at DESC, order_uid DESC OFFSET $1 LIMIT 1",
+                    &[&skip],
+                )
+                .await
+                .map_err(db_error)?;
+            let row = match row {
+                Some(row) => Some(row),
+                // Fewer than `n` stored: all of them, from the oldest.
+                None => client
+                    .query_opt(
+                        "SELECT ingested_at, order_uid FROM orders \
+                         ORDER BY ingested_at, order_uid LIMIT 1",
+                        &[],
+                    )
+                    .await
+                    .map_err(db_error)?,
+            };
+            client.keep();
+            row.map(|row| position(&row, 0, 1)).transpose()
+        })
+        .await
+    }
+
+    async fn page(
+        &self,
+        from: Bound<&Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, StoredOrder)>, StoreError> {
+        self.timed(Op::Latest, async {
+            let mut client = self.conn().await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let (from, op) = match from {
+                Bound::Included(p) => (Some(p), ">="),
+                Bound::Excluded(p) => (Some(p), ">"),
+                Bound::Unbounded => (None, ""),
+            };
+            // The page's orders first, then their rows: joined to the whole child tables,
+            // the planner would scan them for every page.
+            let order = "ORDER BY ingested_at, order_uid";
+            let rows = match from {
+                Some(p) => {
+                    let page = format!(
+                        "(SELECT * FROM orders WHERE (ingested_at, order_uid) {op} ($1, $2) \
+                         {order} LIMIT $3)"
+                    );
+                    let sql = format!("{} ORDER BY o.ingested_at, o.order_uid", select_from(&page));
+                    let uid = p.uid.as_str();
+                    client.query(&sql, &[&p.stored_at, &uid, &limit]).await
+                }
+                None => {
+                    let page = format!("(SELECT * FROM orders {order} LIMIT $1)");
+                    let sql = format!("{} ORDER BY o.ingested_at, o.order_uid", select_from(&page));
+                    client.query(&sql, &[&limit]).await
+                }
+            }
+            .map_err(db_error)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let at = position(row, 3, 0)?;
+                match stored(row) {
+                    Ok(order) => out.push((at, order)),
                     // One bad row must not keep the service from ever becoming ready.
                     Err(e) => {
                         counter!(m::ORDERS_UNREADABLE).increment(1);
