@@ -324,7 +324,9 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub ingest_parallel_batches: u16,
 
-    /// Most bytes of order JSON the lookup cache holds (least recently used out first).
+    /// Most bytes the lookup cache holds (least recently used out first): each order's JSON,
+    /// uid and tag, plus its bookkeeping (~700 B), so that this is about what a full cache
+    /// takes in memory.
     #[arg(long, env = "CACHE_MAX_BYTES", value_name = "CACHE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_max_bytes: u64,
 
