@@ -417,11 +417,12 @@ pub fn describe(config: Option<&Path>, command: &[OsString]) -> anyhow::Result<S
     let prepared = prepare(&args)?;
     // In the order of `--help` (giving an argument a default moves it to the end).
     let settings = settings_of(&Cli::command());
-    let matches = prepared
-        .command
-        .clone()
-        .try_get_matches_from(&args)
-        .map_err(|e| anyhow::anyhow!("{}", first_line(&e)))?;
+    let matches = match prepared.command.clone().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        // `order-svc config serve --help`: the help of serve's settings.
+        Err(e) if !e.use_stderr() => return Ok(e.render().to_string()),
+        Err(e) => bail!("{}", first_line(&e)),
+    };
     let Some((sub, sub_matches)) = matches.subcommand() else {
         bail!("name the command whose settings to show, such as `order-svc config serve`");
     };
