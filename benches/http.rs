@@ -16,12 +16,9 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{env_or, migrated};
 
 fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
@@ -40,19 +37,13 @@ async fn bench() -> anyhow::Result<()> {
     let rate: u64 = env_or("BENCH_RATE", 10_000);
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let connections: usize = env_or("BENCH_CONNECTIONS", 64);
-    let admin_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let admin_url = common::admin_url();
+    let brokers = common::brokers();
     let bin = env!("CARGO_BIN_EXE_order-svc");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let file = std::env::temp_dir().join(format!("bench-http-{id}.jsonl"));
     let db = format!("bench_http_{id}");
-    let url = format!(
-        "{}/{db}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b)
-    );
+    let url = common::database_url(&admin_url, &db);
     let topic = format!("bench-http-{id}");
 
     let status = Command::new(bin)
@@ -76,14 +67,7 @@ async fn bench() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
     let mean_size = text.len() / orders.max(1);
-    anyhow::ensure!(
-        Command::new(bin)
-            .arg("migrate")
-            .env("DATABASE_URL", &url)
-            .stdout(Stdio::null())
-            .status()?
-            .success()
-    );
+    migrated(bin, &url)?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -156,13 +140,7 @@ async fn bench() -> anyhow::Result<()> {
         .status();
     let _ = serve.wait();
     let _ = std::fs::remove_file(&file);
-    let _ = Command::new("psql")
-        .args([
-            &admin_url,
-            "-qc",
-            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-        ])
-        .status();
+    common::drop_database(&admin_url, &db);
     result
 }
 

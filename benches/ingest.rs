@@ -26,12 +26,9 @@ const PARTITIONS: i32 = 3;
 /// Oversized orders are just over this; the default 1 MiB would put ~1.3 GB in the broker.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::env_or;
 
 /// The binary measured: BENCH_BIN, or this build's.
 fn bin() -> String {

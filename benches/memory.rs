@@ -15,12 +15,9 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::env_or;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -31,9 +28,8 @@ fn main() -> anyhow::Result<()> {
     }
     let orders: usize = env_or("BENCH_ORDERS", 200_000);
     let cache_mib: u64 = env_or("BENCH_CACHE_MIB", 128);
-    let admin_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let admin_url = common::admin_url();
+    let brokers = common::brokers();
     let bin = env!("CARGO_BIN_EXE_order-svc");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let file = std::env::temp_dir().join(format!("bench-memory-{id}.jsonl"));
@@ -100,13 +96,7 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .filter(|_| std::env::var_os("BENCH_KEEP").is_none())
     {
-        let _ = Command::new("psql")
-            .args([
-                &admin_url,
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-            ])
-            .status();
+        common::drop_database(&admin_url, &db);
     }
     result
 }
@@ -127,19 +117,8 @@ impl Run {
             "cache"
         };
         let db = format!("bench_memory_{id}_{tag}");
-        let url = format!(
-            "{}/{db}",
-            admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b)
-        );
-        let bin = env!("CARGO_BIN_EXE_order-svc");
-        anyhow::ensure!(
-            Command::new(bin)
-                .arg("migrate")
-                .env("DATABASE_URL", &url)
-                .stdout(Stdio::null())
-                .status()?
-                .success()
-        );
+        let url = common::database_url(admin_url, &db);
+        common::migrated(env!("CARGO_BIN_EXE_order-svc"), &url)?;
         Ok(Self {
             db,
             url,

@@ -1,0 +1,53 @@
+//! What the benchmarks share: their settings from the environment, and the databases they
+//! make and drop on the tests' PostgreSQL.
+
+#![allow(dead_code)] // each benchmark uses a part
+
+use std::process::{Command, Stdio};
+
+/// A setting from the environment, or its default.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The tests' PostgreSQL, as a URL of its `postgres` database.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The tests' Kafka-protocol broker.
+pub fn brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// The URL of database `db` on the server of `admin_url`.
+pub fn database_url(admin_url: &str, db: &str) -> String {
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    format!("{base}/{db}")
+}
+
+/// Creates database `db` and applies the migrations, with `bin migrate`.
+pub fn migrated(bin: &str, url: &str) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "migrate failed");
+    Ok(())
+}
+
+/// Drops database `db`, whoever is still connected to it.
+pub fn drop_database(admin_url: &str, db: &str) {
+    let _ = Command::new("psql")
+        .args([
+            admin_url,
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+        ])
+        .status();
+}
