@@ -46,18 +46,7 @@ async fn bench() -> anyhow::Result<()> {
     let url = common::database_url(&admin_url, &db);
     let topic = format!("bench-http-{id}");
 
-    let status = Command::new(bin)
-        .args([
-            "generate",
-            "--count",
-            &orders.to_string(),
-            "--seed",
-            "11",
-            "--out",
-        ])
-        .arg(&file)
-        .status()?;
-    anyhow::ensure!(status.success(), "generate failed");
+    common::generate(bin, orders, 11, &file)?;
     let text = std::fs::read_to_string(&file)?;
     let uids: Vec<String> = text
         .lines()

@@ -33,18 +33,7 @@ fn main() -> anyhow::Result<()> {
     let bin = env!("CARGO_BIN_EXE_order-svc");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let file = std::env::temp_dir().join(format!("bench-memory-{id}.jsonl"));
-    let status = Command::new(bin)
-        .args([
-            "generate",
-            "--count",
-            &orders.to_string(),
-            "--seed",
-            "13",
-            "--out",
-        ])
-        .arg(&file)
-        .status()?;
-    anyhow::ensure!(status.success(), "generate failed");
+    common::generate(bin, orders, 13, &file)?;
     let json_bytes = std::fs::metadata(&file)?.len();
     let bound = cache_mib * 1024 * 1024;
     println!(

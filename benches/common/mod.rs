@@ -41,6 +41,23 @@ pub fn migrated(bin: &str, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `count` orders generated from `seed` to `file`, with `bin generate`.
+pub fn generate(bin: &str, count: usize, seed: u64, file: &std::path::Path) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .args([
+            "generate",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(file)
+        .status()?;
+    anyhow::ensure!(status.success(), "generate failed");
+    Ok(())
+}
+
 /// Drops database `db`, whoever is still connected to it.
 pub fn drop_database(admin_url: &str, db: &str) {
     let _ = Command::new("psql")

@@ -435,7 +435,8 @@ pub fn describe(config: Option<&Path>, command: &[OsString]) -> anyhow::Result<S
         None => tables.push((table.to_owned(), vec![text])),
     };
     for s in settings.iter().filter(|s| s.sub.is_empty() || s.sub == sub) {
-        if s.arg.is_hide_set() && s.sub == sub && s.arg.get_id() == "http_bench_fixed_bytes" {
+        // Hidden arguments (the benchmark's) are not settings to show.
+        if s.arg.is_hide_set() {
             continue;
         }
         let m: &ArgMatches = if s.sub.is_empty() {

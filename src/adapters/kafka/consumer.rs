@@ -95,7 +95,7 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
     let mut config = settings.kafka.client_config();
     // Defaults that KAFKA_PROPERTY_* may change.
-    let defaults = [
+    let defaults = &[
         // tansu holds a JoinGroup for half the session timeout: the 45 s default would make
         // every join take ~23 s.
         ("session.timeout.ms", "6000"),
@@ -105,11 +105,7 @@ pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
     // Not lowered: librdkafka's prefetch (queued.max.messages.kbytes, 64 MiB) sits in
     // memory beside the cache, but 16 MiB halved ingest here (`just bench-ingest`: 0.35 of
     // COPY against 0.65); KAFKA_PROPERTY_QUEUED_MAX_MESSAGES_KBYTES trades one for the other.
-    for (name, value) in defaults {
-        if !settings.kafka.properties.iter().any(|(n, _)| n == name) {
-            config.set(name, value);
-        }
-    }
+    settings.kafka.defaults(&mut config, defaults);
     // What nothing lost, nothing doubled rests on: never the user's to change.
     let consumer: IngestConsumer = config
         .set("group.id", &settings.group_id)

@@ -96,19 +96,29 @@ impl Connection {
     /// it retries: what both the dead-letter sink and `produce` need.
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
+        self.defaults(
+            &mut config,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("linger.ms", "5"),
+                ("compression.type", "lz4"),
+                ("message.timeout.ms", "30000"),
+                // Above the default 1 MB: an order over INGEST_MAX_MESSAGE_BYTES must still
+                // reach the dead-letter topic unchanged (and `produce` must send one).
+                ("message.max.bytes", MAX_MESSAGE_BYTES),
+            ],
+        );
         config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", "30000")
-            // Above the default 1 MB: an order over INGEST_MAX_MESSAGE_BYTES must still reach
-            // the dead-letter topic unchanged (and `produce` must be able to send one).
-            .set("message.max.bytes", MAX_MESSAGE_BYTES);
-        for (name, value) in &self.properties {
-            config.set(name, value);
+    }
+
+    /// Sets our defaults, each unless the user passed that property through.
+    pub fn defaults(&self, config: &mut ClientConfig, defaults: &[(&str, &str)]) {
+        for (name, value) in defaults {
+            if !self.properties.iter().any(|(n, _)| n == name) {
+                config.set(*name, *value);
+            }
         }
-        config
     }
 }
 
