@@ -283,7 +283,8 @@ mod tests {
         let room = 50 * (102 + 64 + ENTRY_OVERHEAD as u64);
         let cache = MokaCache::new(room);
         let reader = reader(200);
-        let lookup = Lookup::new(reader, cache.clone());
+        // Pages of 7: the walk from one page to the next is part of what is tested.
+        let lookup = Lookup::new(reader, cache.clone()).with_preload_page(7);
         assert_eq!(lookup.preload(200).await.unwrap(), 200);
         cache.settle().await;
         assert!(cache.bytes() <= room, "bounded by bytes: {}", cache.bytes());

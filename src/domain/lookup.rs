@@ -47,12 +47,24 @@ const PRELOAD_PAGE: usize = 2_000;
 pub struct Lookup<R, C> {
     reader: R,
     cache: C,
+    preload_page: usize,
 }
 
 impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
     /// The use case over its ports.
     pub fn new(reader: R, cache: C) -> Self {
-        Self { reader, cache }
+        Self {
+            reader,
+            cache,
+            preload_page: PRELOAD_PAGE,
+        }
+    }
+
+    /// Smaller preload pages, so that a test walks several with a few orders.
+    #[cfg(test)]
+    pub(crate) fn with_preload_page(mut self, n: usize) -> Self {
+        self.preload_page = n;
+        self
     }
 
     /// The order, from the cache when it holds it; otherwise one store query, shared by every
@@ -94,7 +106,7 @@ impl<R: OrderReader, C: OrderCache> Lookup<R, C> {
         let mut from = Bound::Included(start);
         let mut count = 0;
         while count < n {
-            let limit = PRELOAD_PAGE.min(n - count);
+            let limit = self.preload_page.min(n - count);
             let page = self.reader.page(from.as_ref(), limit).await?;
             let full = page.len() == limit;
             if let Some((last, _)) = page.last() {

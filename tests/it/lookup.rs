@@ -501,3 +501,70 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     assert_eq!(status, 404);
     assert_eq!(serve.status("/healthz").await, Some(200));
 }
+
+/// The preload's reads on a real PostgreSQL: where the newest N begin, and pages that
+/// follow one another without a gap or an overlap, oldest first.
+#[tokio::test]
+async fn the_preload_pages_through_the_newest_orders_in_the_order_they_were_stored() {
+    use std::ops::Bound;
+    use std::str::FromStr;
+
+    use order_svc::adapters::postgres::DatabaseUrl;
+    use order_svc::adapters::postgres::pool::{PgStore, pool};
+    use order_svc::domain::ports::{OrderReader, OrderStore};
+    use order_svc::domain::validate::{Consistency, accept};
+
+    let db = crate::helpers::migrated_db();
+    let url = DatabaseUrl::from_str(&db.url).unwrap();
+    let timeout = std::time::Duration::from_secs(30);
+    let store = PgStore::new(pool(&url, 2, timeout).unwrap(), timeout);
+    let mut generator = Generator::new(GenerateOptions::default());
+    let mut stored_order = Vec::new();
+    // Three statements, so that some orders share nothing but their uid order in time.
+    for _ in 0..3 {
+        let batch: Vec<_> = (0..7)
+            .map(|_| {
+                accept(
+                    &generator.valid_order().to_json(),
+                    1 << 20,
+                    Consistency::Warn,
+                )
+                .unwrap()
+            })
+            .collect();
+        store.store_batch(&batch).await.unwrap();
+        stored_order.extend(batch.iter().map(|c| c.uid().as_str().to_owned()));
+    }
+    // Where the newest 10 begin, then those 10 in pages of 4.
+    let start = store.newest_start(10).await.unwrap().unwrap();
+    let mut from = Bound::Included(start);
+    let mut read = Vec::new();
+    // Bounded: pages that overlapped would never end.
+    for _ in 0..10 {
+        let page = store.page(from.as_ref(), 4).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        from = Bound::Excluded(last.clone());
+        read.extend(page.iter().map(|(_, o)| o.uid.as_str().to_owned()));
+    }
+    let mut by_time: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
+    let client = db.client().await;
+    for row in client
+        .query(
+            "SELECT ingested_at, order_uid FROM orders ORDER BY ingested_at, order_uid",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        by_time.push((row.get(0), row.get(1)));
+    }
+    let expected: Vec<String> = by_time[by_time.len() - 10..]
+        .iter()
+        .map(|(_, u)| u.clone())
+        .collect();
+    assert_eq!(read, expected, "no gap, no overlap, oldest first");
+    assert_eq!(by_time.len(), stored_order.len());
+    // More asked for than stored: from the oldest.
+    let all = store.newest_start(100).await.unwrap().unwrap();
+    assert_eq!(all.uid.as_str(), by_time[0].1);
+}
