@@ -86,8 +86,8 @@ async fn bench() -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let metrics = get_text(addr, "/metrics").await.unwrap_or_default();
-            let stored = metric(&metrics, "orders_ingested_total{outcome=\"stored\"}");
-            let entries = metric(&metrics, "cache_entries");
+            let stored = metric(&metrics, "order_svc_orders_ingested_total{outcome=\"stored\"}");
+            let entries = metric(&metrics, "order_svc_cache_entries");
             if stored as usize >= orders && entries as usize >= orders {
                 break;
             }

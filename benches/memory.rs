@@ -172,7 +172,8 @@ impl Serve {
 
     fn wait_stored(&mut self, orders: usize) -> anyhow::Result<()> {
         let started = Instant::now();
-        while (self.metric("orders_ingested_total{outcome=\"stored\"}") as usize) < orders {
+        while (self.metric("order_svc_orders_ingested_total{outcome=\"stored\"}") as usize) < orders
+        {
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(300),
                 "orders not stored in 5 minutes"
@@ -208,8 +209,8 @@ impl Serve {
         println!(
             "{:<28} {:>10} {:>12.1} {:>10.1} {:>10}",
             name,
-            self.metric("cache_entries"),
-            self.metric("cache_bytes") / MIB,
+            self.metric("order_svc_cache_entries"),
+            self.metric("order_svc_cache_bytes") / MIB,
             rss_kib / 1024.0,
             ready.map_or("-".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
         );

@@ -61,6 +61,42 @@ pub enum Command {
     /// Print the settings a command runs with and where each comes from, secrets masked:
     /// `order-svc config serve --http-addr 0.0.0.0:9000`. The output is a settings file.
     Config(ConfigArgs),
+    /// Ask a running `serve` whether it is alive (or ready, with --ready): exit 0 if so, 1 if
+    /// not. For container health checks in images without a shell or curl.
+    Healthcheck(HealthcheckArgs),
+    /// Print a shell completion script: `order-svc completions bash > /etc/bash_completion.d/order-svc`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `order-svc man > order-svc.1; man ./order-svc.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address `serve` listens on (its HTTP_ADDR); an unspecified host (0.0.0.0, ::) is
+    /// asked on loopback.
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        value_name = "HTTP_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// Ask /readyz (database, cache preload, consumer) instead of /healthz (alive).
+    #[arg(long)]
+    pub ready: bool,
+
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,6 +2,8 @@
 //!
 //! Logs go to standard error so that standard output stays clean for `generate`.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -18,7 +20,13 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Pretty => registry
-            .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    // Colours for a terminal only, not for a file or a log collector.
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
@@ -37,9 +45,23 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The version and commit the binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit (`build.rs`: `ORDER_SVC_COMMIT`, else git, else `unknown`).
+pub const COMMIT: &str = env!("ORDER_SVC_COMMIT");
+
+/// Always 1, with the version and commit as labels.
+pub const BUILD_INFO: &str = "order_svc_build_info";
+
 /// Installs the Prometheus recorder for `serve` and describes every metric. Histograms get
 /// buckets (not summaries) so that percentiles can be aggregated across processes.
-pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+///
+/// The returned function renders `/metrics`, reading first what is read on demand: the
+/// process's memory, CPU and files (`process_*`, the names every Prometheus client uses),
+/// and whatever `on_scrape` reads (the database pools).
+pub fn install_metrics(
+    on_scrape: Vec<Box<dyn Fn() + Send + Sync>>,
+) -> anyhow::Result<crate::adapters::http::RenderMetrics> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
     const SECONDS: &[f64] = &[
@@ -59,6 +81,9 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         describe(metric);
         start_at_zero(metric);
     }
+    metrics::gauge!(BUILD_INFO, "version" => VERSION, "commit" => COMMIT).set(1.0);
+    let process = metrics_process::Collector::default();
+    process.describe();
 
     // The recorder needs periodic upkeep to drain histogram buffers.
     let upkeep = handle.clone();
@@ -69,12 +94,25 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
             upkeep.run_upkeep();
         }
     });
-    Ok(handle)
+    Ok(std::sync::Arc::new(move || {
+        process.collect();
+        for read in &on_scrape {
+            read();
+        }
+        handle.render()
+    }))
 }
 
 /// Every metric of the service: the core's and each adapter's.
 pub fn all_metrics() -> impl Iterator<Item = &'static Metric> {
     [
+        &[Metric {
+            name: BUILD_INFO,
+            kind: Kind::Gauge,
+            unit: None,
+            help: "Always 1: the version and commit of the running binary, as labels.",
+            labels: Labels::Open,
+        }][..],
         crate::domain::metrics::CORE,
         crate::adapters::kafka::metrics::METRICS,
         crate::adapters::postgres::metrics::METRICS,

@@ -12,8 +12,8 @@ use crate::domain::order::OrderUid;
 use crate::domain::ports::{NewOrderListener, OrderCache};
 use crate::domain::validate::CheckedOrder;
 
-pub const CACHE_ENTRIES: &str = "cache_entries";
-pub const CACHE_BYTES: &str = "cache_bytes";
+pub const CACHE_ENTRIES: &str = "order_svc_cache_entries";
+pub const CACHE_BYTES: &str = "order_svc_cache_bytes";
 
 pub const METRICS: &[Metric] = &[
     Metric {

@@ -1,6 +1,7 @@
 //! Composition roots: one per subcommand, each wiring adapters to the domain and running.
 
 pub mod generate;
+pub mod healthcheck;
 pub mod migrate;
 pub mod produce;
 pub mod serve;
@@ -17,6 +18,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         Settings::Migrate(s) => runtime()?.block_on(migrate::run(s)),
         Settings::Serve(s) => runtime()?.block_on(serve::run(s)),
         Settings::Produce(s) => runtime()?.block_on(produce::run(s)),
+        Settings::Healthcheck(s) => runtime()?.block_on(healthcheck::run(s)),
         Settings::Show(text) => {
             print!("{text}");
             Ok(())

@@ -17,6 +17,7 @@ use crate::adapters::http;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
 use crate::adapters::kafka::{self, consumer};
+use crate::adapters::postgres::metrics::PoolName;
 use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::Role;
 use crate::domain::health::Readiness;
@@ -26,7 +27,6 @@ use crate::settings::ServeSettings;
 use crate::telemetry;
 
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
-    let metrics = telemetry::install_metrics()?;
     let ServeSettings {
         role,
         http,
@@ -41,6 +41,13 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let timeout = postgres.statement_timeout;
     let store = PgStore::new(pool(url, postgres.lookup_pool, timeout)?, timeout);
     let ingest_store = PgStore::new(pool(url, postgres.ingest_pool, timeout)?, timeout);
+    let metrics = {
+        let (lookup, ingest) = (store.clone(), ingest_store.clone());
+        telemetry::install_metrics(vec![Box::new(move || {
+            lookup.report_pool(PoolName::Lookup);
+            ingest.report_pool(PoolName::Ingest);
+        })])?
+    };
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "{url} does not answer yet; will keep trying");
     }

@@ -1,5 +1,5 @@
 //! Readiness: what must hold before the service takes traffic, set by the parts that know,
-//! and published as the `service_ready` gauge here, whenever it changes, and nowhere else.
+//! and published as the `order_svc_service_ready` gauge here, whenever it changes, and nowhere else.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -65,25 +65,25 @@ pub trait Label: Copy + 'static {
 }
 
 /// Consumed messages by outcome.
-pub const ORDERS_INGESTED: &str = "orders_ingested_total";
+pub const ORDERS_INGESTED: &str = "order_svc_orders_ingested_total";
 /// Orders accepted although their totals do not add up.
-pub const CONSISTENCY_WARNINGS: &str = "orders_consistency_warnings_total";
+pub const CONSISTENCY_WARNINGS: &str = "order_svc_orders_consistency_warnings_total";
 /// Dead letters published, by reason.
-pub const DEAD_LETTERS: &str = "dead_letters_total";
+pub const DEAD_LETTERS: &str = "order_svc_dead_letters_total";
 /// Messages per batch.
-pub const INGEST_BATCH_SIZE: &str = "ingest_batch_size_messages";
+pub const INGEST_BATCH_SIZE: &str = "order_svc_ingest_batch_size_messages";
 /// Time to make a batch durable.
-pub const INGEST_BATCH_WRITE: &str = "ingest_batch_write_seconds";
+pub const INGEST_BATCH_WRITE: &str = "order_svc_ingest_batch_write_seconds";
 /// From `x-produced-at` to stored.
-pub const INGEST_END_TO_END: &str = "ingest_end_to_end_seconds";
+pub const INGEST_END_TO_END: &str = "order_svc_ingest_end_to_end_seconds";
 /// Batch attempts retried.
-pub const INGEST_RETRIES: &str = "ingest_retries_total";
+pub const INGEST_RETRIES: &str = "order_svc_ingest_retries_total";
 /// Lookups by cache result.
-pub const CACHE_REQUESTS: &str = "cache_requests_total";
+pub const CACHE_REQUESTS: &str = "order_svc_cache_requests_total";
 /// Stored rows that do not read back as an order.
-pub const ORDERS_UNREADABLE: &str = "orders_unreadable_total";
+pub const ORDERS_UNREADABLE: &str = "order_svc_orders_unreadable_total";
 /// 1 when ready, else 0.
-pub const READY: &str = "service_ready";
+pub const READY: &str = "order_svc_service_ready";
 
 /// What became of a consumed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use clap::CommandFactory;
 
 use crate::adapters::kafka::Connection;
 use crate::adapters::kafka::consumer::ConsumerSettings;
@@ -33,8 +34,35 @@ pub enum Settings {
     Produce(ProduceSettings),
     Migrate(MigrateSettings),
     Generate(GenerateSettings),
-    /// `order-svc config`: the text to print.
+    /// `order-svc config`, `completions`, `man`: the text to print.
     Show(String),
+    Healthcheck(HealthcheckSettings),
+}
+
+/// `order-svc healthcheck`: which endpoint of which address to ask, and for how long.
+#[derive(Debug, Clone)]
+pub struct HealthcheckSettings {
+    pub addr: std::net::SocketAddr,
+    pub path: &'static str,
+    pub timeout: Duration,
+}
+
+impl HealthcheckSettings {
+    fn new(args: crate::cli::HealthcheckArgs) -> Self {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let mut addr = args.http_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        Self {
+            addr,
+            path: if args.ready { "/readyz" } else { "/healthz" },
+            timeout: Duration::from_millis(args.timeout_ms),
+        }
+    }
 }
 
 /// What the command line, the environment and the settings file say, checked.
@@ -64,6 +92,19 @@ impl Invocation {
             Command::Generate(args) => Settings::Generate(GenerateSettings::new(args)?),
             Command::Config(args) => {
                 Settings::Show(sources::describe(config.as_deref(), &args.command)?)
+            }
+            Command::Healthcheck(args) => Settings::Healthcheck(HealthcheckSettings::new(args)),
+            Command::Completions(args) => {
+                let mut out = Vec::new();
+                clap_complete::generate(args.shell, &mut Cli::command(), "order-svc", &mut out);
+                Settings::Show(String::from_utf8(out).context("a completion script is text")?)
+            }
+            Command::Man => {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut out)
+                    .context("cannot render the manual page")?;
+                Settings::Show(String::from_utf8(out).context("a manual page is text")?)
             }
         };
         Ok(Self {

@@ -68,3 +68,47 @@ fn a_bad_setting_stops_the_program_naming_the_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    let (out, bash, stderr) = run(order_svc().args(["completions", "bash"]));
+    assert!(out.status.success(), "{stderr}");
+    for word in ["serve", "produce", "migrate", "generate", "--kafka-brokers"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    // The script is valid bash.
+    let file = std::env::temp_dir().join(format!("compl-{}.bash", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, &bash).unwrap();
+    let (out, _, stderr) = run(std::process::Command::new("bash").arg("-n").arg(&file));
+    assert!(out.status.success(), "bash -n: {stderr}");
+    let _ = std::fs::remove_file(&file);
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (out, script, stderr) = run(order_svc().args(["completions", shell]));
+        assert!(out.status.success(), "{shell}: {stderr}");
+        assert!(script.contains("healthcheck"), "{shell}");
+    }
+    let (out, _, stderr) = run(order_svc().args(["completions", "tcsh"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+
+    let (out, man, stderr) = run(order_svc().arg("man"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH order-svc"),
+        "{man}"
+    );
+    // groff reads it without a warning.
+    if std::process::Command::new("groff")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        let page = std::env::temp_dir().join(format!("man-{}.1", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&page, &man).unwrap();
+        let (out, text, stderr) = run(std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww"])
+            .arg(&page));
+        assert!(out.status.success() && stderr.is_empty(), "groff: {stderr}");
+        assert!(text.contains("serve"), "{text}");
+        let _ = std::fs::remove_file(&page);
+    }
+}

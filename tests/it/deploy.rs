@@ -112,9 +112,9 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
             .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
             .collect();
         let ready = [
-            "kafka_consumer_lag_messages",
-            "ingest_end_to_end_seconds_bucket",
-            "http_request_duration_seconds_bucket",
+            "order_svc_kafka_consumer_lag_messages",
+            "order_svc_ingest_end_to_end_seconds_bucket",
+            "order_svc_http_request_duration_seconds_bucket",
         ]
         .iter()
         .all(|n| names.contains(*n));
@@ -147,12 +147,12 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
         }
     }
     for must in [
-        "orders_ingested_total",
-        "dead_letters_total",
-        "kafka_consumer_lag_messages",
-        "cache_entries",
-        "cache_bytes",
-        "db_errors_total",
+        "order_svc_orders_ingested_total",
+        "order_svc_dead_letters_total",
+        "order_svc_kafka_consumer_lag_messages",
+        "order_svc_cache_entries",
+        "order_svc_cache_bytes",
+        "order_svc_db_errors_total",
     ] {
         assert!(queried.contains(must), "the dashboard shows {must}");
     }
@@ -162,9 +162,9 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_serve_exports() {
 fn metric_names_are_read_out_of_promql() {
     assert_eq!(
         metric_names(
-            "histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{a=\"b\"}[1m])))"
+            "histogram_quantile(0.99, sum by (le, route) (rate(order_svc_http_request_duration_seconds_bucket{a=\"b\"}[1m])))"
         ),
-        vec!["http_request_duration_seconds_bucket"]
+        vec!["order_svc_http_request_duration_seconds_bucket"]
     );
     assert_eq!(
         metric_names(

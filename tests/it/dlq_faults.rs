@@ -58,7 +58,7 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
 
     let refusals = wait_for(60, "the dead-letter producer to be refused", || async {
         let n = serve
-            .metric("producer_sends_total{producer=\"dead_letters\",result=\"error\"}")
+            .metric("order_svc_producer_sends_total{producer=\"dead_letters\",result=\"error\"}")
             .await;
         (n >= 1.0).then_some(n)
     })
@@ -74,10 +74,12 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
         (committed_total_on(&brokers, topic, "g") == messages.len() as i64).then_some(())
     })
     .await;
-    assert!(serve.metric("ingest_retries_total").await >= 3.0);
+    assert!(serve.metric("order_svc_ingest_retries_total").await >= 3.0);
     assert_eq!(
         serve
-            .metric("producer_sends_total{producer=\"dead_letters\",result=\"truncated\"}")
+            .metric(
+                "order_svc_producer_sends_total{producer=\"dead_letters\",result=\"truncated\"}"
+            )
             .await,
         1.0
     );

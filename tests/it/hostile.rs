@@ -67,7 +67,12 @@ async fn headers_keys_and_payloads_of_any_bytes_neither_stop_nor_bend_ingest() {
     );
     assert_eq!(serve.status("/readyz").await, Some(200), "{}", serve.logs());
     assert_eq!(serve.status("/healthz").await, Some(200));
-    assert_eq!(serve.metric("kafka_headers_unreadable_total").await, 2.0);
+    assert_eq!(
+        serve
+            .metric("order_svc_kafka_headers_unreadable_total")
+            .await,
+        2.0
+    );
 
     let letters = read_topic(&topic.dlq, 2, Duration::from_secs(2)).await;
     assert_eq!(letters.len(), 2);

@@ -150,7 +150,7 @@ async fn a_mixed_stream_lands_exactly_once_each() {
     assert_eq!(stored_uids, valid);
     assert_eq!(
         serve
-            .metric("orders_ingested_total{outcome=\"duplicate\"}")
+            .metric("order_svc_orders_ingested_total{outcome=\"duplicate\"}")
             .await,
         20.0
     );
@@ -172,13 +172,13 @@ async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_le
     wait_committed(&topic.name, "second", messages.len()).await;
     assert_eq!(
         replay
-            .metric("orders_ingested_total{outcome=\"stored\"}")
+            .metric("order_svc_orders_ingested_total{outcome=\"stored\"}")
             .await,
         0.0
     );
     assert_eq!(
         replay
-            .metric("orders_ingested_total{outcome=\"duplicate\"}")
+            .metric("order_svc_orders_ingested_total{outcome=\"duplicate\"}")
             .await,
         valid.len() as f64
     );
@@ -270,8 +270,12 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
     wait_for_orders(&db, valid.len() as i64, 90).await;
     wait_committed(&topic.name, "shared", messages.len()).await;
 
-    let stored_a = a.metric("orders_ingested_total{outcome=\"stored\"}").await;
-    let stored_b = b.metric("orders_ingested_total{outcome=\"stored\"}").await;
+    let stored_a = a
+        .metric("order_svc_orders_ingested_total{outcome=\"stored\"}")
+        .await;
+    let stored_b = b
+        .metric("order_svc_orders_ingested_total{outcome=\"stored\"}")
+        .await;
     assert!(
         stored_a > 0.0 && stored_b > 0.0,
         "both processes stored orders: {stored_a} + {stored_b}"
@@ -283,7 +287,7 @@ async fn two_processes_in_one_group_share_the_work_and_store_each_order_once() {
     );
     // The primary key would hide two processes reading the same partitions; the duplicates
     // they count would not: in a clean run each message is consumed by one process, once.
-    let duplicate = "orders_ingested_total{outcome=\"duplicate\"}";
+    let duplicate = "order_svc_orders_ingested_total{outcome=\"duplicate\"}";
     assert_eq!(
         a.metric(duplicate).await + b.metric(duplicate).await,
         0.0,
@@ -343,7 +347,7 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     wait_committed(&topic.name, "outage", sent).await;
     assert_eq!(count(&client, "orders").await, valid.len() as i64);
     assert!(
-        serve.metric("ingest_retries_total").await > 0.0,
+        serve.metric("order_svc_ingest_retries_total").await > 0.0,
         "the outage was felt by ingest"
     );
     let letters = read_topic(&topic.dlq, sent - valid.len(), Duration::from_secs(2)).await;
@@ -375,7 +379,7 @@ async fn sigterm_during_an_outage_commits_nothing_past_what_was_stored() {
     let (second, _, _) = generate(28, 2_000, 0.0);
     send_all(&producer(), &topic.name, &second).await;
     wait_for(30, "ingest to retry", || async {
-        (serve.metric("ingest_retries_total").await > 0.0).then_some(())
+        (serve.metric("order_svc_ingest_retries_total").await > 0.0).then_some(())
     })
     .await;
     serve.terminate();

@@ -103,7 +103,12 @@ async fn an_uncached_order_is_a_miss_then_a_hit_and_equals_what_arrived() {
     assert_eq!(header(&second, "x-cache"), Some("hit"));
     assert_eq!(second.2, first.2, "a hit writes the same bytes");
     assert!(header(&second, "cache-control").is_some_and(|v| v.contains("max-age")));
-    assert!(serve.metric("cache_requests_total{result=\"hit\"}").await >= 1.0);
+    assert!(
+        serve
+            .metric("order_svc_cache_requests_total{result=\"hit\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -395,7 +400,7 @@ async fn an_unreadable_row_is_skipped_by_the_preload_and_answered_with_a_json_er
         .unwrap();
     let serve = stored.api(&[]).await;
     serve.wait_ready().await;
-    assert_eq!(serve.metric("orders_unreadable_total").await, 1.0);
+    assert_eq!(serve.metric("order_svc_orders_unreadable_total").await, 1.0);
 
     let bad = get(&serve, &format!("/order/{}", stored.uid(0))).await;
     assert_eq!(bad.0, 500);
@@ -459,18 +464,23 @@ async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() 
         assert!(!control.contains("public"), "{path}: {control}");
     }
 
-    let finds = serve.metric("db_query_seconds_count{op=\"find\"}").await;
+    let finds = serve
+        .metric("order_svc_db_query_seconds_count{op=\"find\"}")
+        .await;
     for _ in 0..20 {
         assert_error(&get(&serve, "/order/neverstored1").await, 404, "not_found");
     }
     assert_eq!(
-        serve.metric("db_query_seconds_count{op=\"find\"}").await - finds,
+        serve
+            .metric("order_svc_db_query_seconds_count{op=\"find\"}")
+            .await
+            - finds,
         1.0,
         "one query for twenty lookups of the same unknown uid"
     );
     assert_eq!(
         serve
-            .metric("cache_requests_total{result=\"negative_hit\"}")
+            .metric("order_svc_cache_requests_total{result=\"negative_hit\"}")
             .await,
         19.0
     );
@@ -493,7 +503,7 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     assert_ne!(port, serve.http_port);
     let (status, _, body) = http_get(port, "/metrics", &[]).await.expect("an answer");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("orders_ingested_total"));
+    assert!(String::from_utf8_lossy(&body).contains("order_svc_orders_ingested_total"));
     // Not on the API's address any more, and nothing else on the metrics one.
     let (status, _, _) = http_get(serve.http_port, "/metrics", &[]).await.unwrap();
     assert_eq!(status, 404);

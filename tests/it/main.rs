@@ -12,6 +12,7 @@ mod ingest;
 mod kafka;
 mod lookup;
 mod migrate;
+mod operate;
 mod own;
 mod proxy;
 mod roundtrip;

@@ -78,5 +78,5 @@ async fn a_silent_database_makes_serve_not_ready_and_ingest_resumes_when_it_answ
         (serve.status("/readyz").await == Some(200)).then_some(())
     })
     .await;
-    assert!(serve.metric("ingest_retries_total").await >= 1.0);
+    assert!(serve.metric("order_svc_ingest_retries_total").await >= 1.0);
 }

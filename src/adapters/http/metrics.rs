@@ -5,8 +5,8 @@ use metrics::Unit;
 
 use crate::domain::metrics::{Kind, Labels, Metric};
 
-pub const HTTP_REQUESTS: &str = "http_requests_total";
-pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const HTTP_REQUESTS: &str = "order_svc_http_requests_total";
+pub const HTTP_DURATION: &str = "order_svc_http_request_duration_seconds";
 
 pub const METRICS: &[Metric] = &[
     Metric {

@@ -22,7 +22,7 @@ use actix_web::{
 };
 use anyhow::Context;
 use futures::FutureExt;
-use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
 
 pub use errors::ApiError;
 
@@ -36,7 +36,6 @@ const MAX_PATH: usize = 512;
 pub struct AppState {
     pub lookup: Arc<dyn FindOrder>,
     pub readiness: Arc<Readiness>,
-    pub metrics: PrometheusHandle,
     pub templates: tera::Tera,
 }
 
@@ -59,6 +58,9 @@ impl Running {
     }
 }
 
+/// Renders `/metrics` in the Prometheus text format (collecting what is read on demand).
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Where the HTTP servers listen.
 #[derive(Debug, Clone, Copy)]
 pub struct Listen {
@@ -72,7 +74,7 @@ pub fn start(
     listen: Listen,
     lookup: Arc<dyn FindOrder>,
     readiness: Arc<Readiness>,
-    metrics: PrometheusHandle,
+    metrics: RenderMetrics,
     bench_fixed: Option<bytes::Bytes>,
 ) -> anyhow::Result<Running> {
     let Listen {
@@ -88,7 +90,6 @@ pub fn start(
     let state = web::Data::new(AppState {
         lookup,
         readiness,
-        metrics,
         templates: pages::templates()?,
     });
     let with_metrics = metrics_addr.is_none();
@@ -156,7 +157,7 @@ fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
 /// `/metrics` alone on `addr`, one worker.
 fn start_metrics(
     addr: SocketAddr,
-    metrics: PrometheusHandle,
+    metrics: RenderMetrics,
 ) -> anyhow::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
     let exporter = web::Data::new(metrics);
     let server = HttpServer::new(move || {
@@ -232,8 +233,28 @@ async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     }
 }
 
-/// Around every request: the path limit, metrics by route template and status, and one
-/// access-log line at debug level.
+/// The request id header: echoed when the client sent a usable one, made up otherwise.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's request id when it is one we can log and echo as it is (1 to 128 visible
+/// ASCII characters, no quote or backslash), else a new random one (32 hex digits).
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+/// Around every request: the request id (on the response, and on every log line written
+/// while the request is served), the path limit, metrics by route template and status, and
+/// one access-log line at debug level.
 fn observe<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -243,14 +264,16 @@ where
     B: MessageBody + 'static,
 {
     let started = Instant::now();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id);
     let (method, path) = (method_label(req.method()), req.path().to_owned());
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {
-        Ok(srv.call(req))
+        Ok(span.in_scope(|| srv.call(req)))
     };
     async move {
-        let response = match call {
+        let mut response = match call {
             Err(response) => response,
             Ok(call) => call.await?.map_into_boxed_body(),
         };
@@ -268,8 +291,14 @@ where
         counter!(metrics::HTTP_REQUESTS, &labels).increment(1);
         histogram!(metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
         tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64, "http");
+        if let Ok(value) = header::HeaderValue::from_str(&id) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static(REQUEST_ID), value);
+        }
         Ok(response)
     }
+    .instrument(span)
 }
 
 /// Runs a handler's work, answering a panic with a 500 (logged) instead of a dropped
@@ -328,14 +357,12 @@ mod tests {
         let state = web::Data::new(AppState {
             lookup: Arc::new(Fake),
             readiness: Arc::new(Readiness::new(true, false)),
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .build_recorder()
-                .handle(),
             templates: pages::templates().unwrap(),
         });
         let app = test::init_service(
             App::new()
                 .app_data(state)
+                .wrap_fn(observe)
                 .configure(|cfg| routes(cfg, true)),
         )
         .await;
@@ -392,5 +419,38 @@ mod tests {
         assert_eq!(get("/orders/stored", &[]).await.0, 200);
         assert_eq!(get("/orders/nosuch", &[]).await.0, 404);
         assert_eq!(get("/orders/down", &[]).await.0, 503);
+    }
+
+    #[actix_web::test]
+    async fn every_answer_carries_a_request_id() {
+        // Echoed when usable, on success and on failure alike (the log lines of the
+        // request carry it too: `lookup::a_request_id_...` reads them from a real serve).
+        for path in ["/order/cached", "/order/down", "/healthz", "/no/such/route"] {
+            let (_, headers, _) = get(path, &[("X-Request-Id", "req-42.a_b")]).await;
+            assert_eq!(
+                header(&headers, "x-request-id"),
+                Some("req-42.a_b"),
+                "{path}"
+            );
+        }
+        // Made up when missing or unusable (too long, control characters, quotes): 32 hex
+        // digits, a new one each time.
+        let mut seen = std::collections::HashSet::new();
+        for sent in [
+            None,
+            Some("x".repeat(129)),
+            Some("a\tb".into()),
+            Some("\"q\"".into()),
+        ] {
+            let headers: Vec<(&str, &str)> = sent
+                .as_deref()
+                .map(|v| vec![("X-Request-Id", v)])
+                .unwrap_or_default();
+            let (_, got, _) = get("/order/cached", &headers).await;
+            let id = header(&got, "x-request-id").expect("an id").to_owned();
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+            assert!(seen.insert(id), "a new id each time");
+        }
     }
 }

@@ -1,10 +1,9 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use actix_web::{HttpResponse, web};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, RenderMetrics};
 
 /// The probes, and `/metrics` unless it is served on an address of its own.
 pub fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
@@ -40,8 +39,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+async fn metrics(render: web::Data<RenderMetrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(handle.render())
+        .body(render.get_ref()())
 }

@@ -4,10 +4,10 @@ use metrics::Unit;
 
 use crate::domain::metrics::{Kind, Label, Labels, Metric};
 
-pub const CONSUMER_LAG: &str = "kafka_consumer_lag_messages";
-pub const HEADERS_UNREADABLE: &str = "kafka_headers_unreadable_total";
-pub const CONSUMER_FAILURES: &str = "kafka_consumer_failures_total";
-pub const PRODUCER_SENDS: &str = "producer_sends_total";
+pub const CONSUMER_LAG: &str = "order_svc_kafka_consumer_lag_messages";
+pub const HEADERS_UNREADABLE: &str = "order_svc_kafka_headers_unreadable_total";
+pub const CONSUMER_FAILURES: &str = "order_svc_kafka_consumer_failures_total";
+pub const PRODUCER_SENDS: &str = "order_svc_producer_sends_total";
 
 /// Which of our producers sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,51 @@ use metrics::Unit;
 use crate::domain::metrics::{Kind, Label, Labels, Metric};
 use crate::domain::ports::StoreError;
 
-pub const DB_ERRORS: &str = "db_errors_total";
-pub const DB_QUERY: &str = "db_query_seconds";
+pub const DB_ERRORS: &str = "order_svc_db_errors_total";
+pub const DB_QUERY: &str = "order_svc_db_query_seconds";
+pub const POOL_CONNECTIONS: &str = "order_svc_db_pool_connections";
+pub const POOL_MAX: &str = "order_svc_db_pool_max_connections";
+pub const POOL_WAITING: &str = "order_svc_db_pool_waiting";
+
+/// The two pools of `serve`: lookups and ingest never take each other's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolName {
+    Lookup,
+    Ingest,
+}
+
+impl Label for PoolName {
+    fn values() -> Vec<Self> {
+        vec![Self::Lookup, Self::Ingest]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
+/// A pool's open connections, by whether a call holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    Idle,
+    InUse,
+}
+
+impl Label for ConnState {
+    fn values() -> Vec<Self> {
+        vec![Self::Idle, Self::InUse]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::InUse => "in_use",
+        }
+    }
+}
 
 /// The database calls, as the `op` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,5 +147,26 @@ pub const METRICS: &[Metric] = &[
         unit: Some(Unit::Seconds),
         help: "Database call latency by operation.",
         labels: Labels::Bounded(&[("op", Op::names)]),
+    },
+    Metric {
+        name: POOL_CONNECTIONS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Open connections of a pool, idle or in use by a call (read at each scrape).",
+        labels: Labels::Bounded(&[("pool", PoolName::names), ("state", ConnState::names)]),
+    },
+    Metric {
+        name: POOL_MAX,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "The most connections a pool opens (DATABASE_POOL_SIZE, split between the pools).",
+        labels: Labels::Bounded(&[("pool", PoolName::names)]),
+    },
+    Metric {
+        name: POOL_WAITING,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Calls waiting for a connection of a pool (read at each scrape).",
+        labels: Labels::Bounded(&[("pool", PoolName::names)]),
     },
 ];

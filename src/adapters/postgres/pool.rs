@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use tokio_postgres::error::SqlState;
 
-use super::metrics::{DB_ERRORS, DB_QUERY, ErrorKind, Op};
+use super::metrics::{
+    ConnState, DB_ERRORS, DB_QUERY, ErrorKind, Op, POOL_CONNECTIONS, POOL_MAX, POOL_WAITING,
+    PoolName,
+};
 use super::url::DatabaseUrl;
 use crate::domain::metrics::Label;
 use crate::domain::ports::StoreError;
@@ -129,6 +132,19 @@ impl PgStore {
         &self.pool
     }
 
+    /// Sets the pool's gauges (size, in use, waiting) to what they are now, under `name`.
+    pub fn report_pool(&self, name: PoolName) {
+        let status = self.pool.status();
+        let pool = name.as_str();
+        let in_use = status.size.saturating_sub(status.available);
+        gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => ConnState::InUse.as_str())
+            .set(in_use as f64);
+        gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => ConnState::Idle.as_str())
+            .set(status.available as f64);
+        gauge!(POOL_MAX, "pool" => pool).set(status.max_size as f64);
+        gauge!(POOL_WAITING, "pool" => pool).set(status.waiting as f64);
+    }
+
     /// Whether the server answers a trivial query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.timed(Op::Ping, async {
@@ -172,7 +188,7 @@ impl PgStore {
 /// Integrity (23), data (22) and program-limit (54) errors depend on the data: the same
 /// data fails the same way again, so ingest sets the order aside. Every other class is about
 /// the server, the connection or our statements, and is retried (counted in
-/// `ingest_retries_total` and `db_errors_total`, which the alert rules watch).
+/// `order_svc_ingest_retries_total` and `order_svc_db_errors_total`, which the alert rules watch).
 pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code)

@@ -1,0 +1,144 @@
+//! What the people who run `serve` use: the request id, the health check command, and the
+//! metrics of the process, the pools and the build.
+
+use crate::helpers::{Serve, free_port, http_get, order_svc, run, wait_for};
+
+#[tokio::test]
+async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() {
+    let db = crate::helpers::migrated_db();
+    let serve = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+    ])
+    .await;
+    serve.wait_ready().await;
+    let (status, headers, _) = http_get(
+        serve.http_port,
+        "/order/nosuchorder7",
+        &[("X-Request-Id", "it-req-7")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+    assert!(headers.contains(&("x-request-id".to_owned(), "it-req-7".to_owned())));
+    // The access line (debug) of that request carries its id.
+    let line = wait_for(10, "the request's log line", || async {
+        serve
+            .logs()
+            .lines()
+            .find(|l| l.contains("/order/nosuchorder7"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("request_id=it-req-7"), "{line}");
+    // Without one, the answer has a made-up id, and the log line the same.
+    let (_, headers, _) = http_get(serve.http_port, "/order/nosuchorder8", &[])
+        .await
+        .unwrap();
+    let id = headers
+        .iter()
+        .find(|(k, _)| k == "x-request-id")
+        .map(|(_, v)| v.clone())
+        .expect("an id");
+    let line = wait_for(10, "the request's log line", || async {
+        serve
+            .logs()
+            .lines()
+            .find(|l| l.contains("/order/nosuchorder8"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains(&format!("request_id={id}")), "{line}");
+}
+
+fn healthcheck(port: u16, extra: &[&str]) -> (bool, String) {
+    let (out, stdout, stderr) = run(order_svc()
+        .arg("healthcheck")
+        .args(extra)
+        .env("HTTP_ADDR", format!("0.0.0.0:{port}")));
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_only_when_serve_answers_alive_or_ready() {
+    // A database nobody answers on: alive, never ready.
+    let unreachable = format!("postgres://postgres@127.0.0.1:{}/x", free_port());
+    let serve = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", unreachable),
+    ])
+    .await;
+    let (ok, out) = healthcheck(serve.http_port, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("/healthz: 200"), "{out}");
+    let (ok, out) = healthcheck(serve.http_port, &["--ready"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("/readyz answered 503"), "{out}");
+    drop(serve);
+    // Nobody listening.
+    let (ok, out) = healthcheck(free_port(), &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("cannot connect"), "{out}");
+
+    let db = crate::helpers::migrated_db();
+    let serve = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+    ])
+    .await;
+    serve.wait_ready().await;
+    let (ok, out) = healthcheck(serve.http_port, &["--ready"]);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn metrics_name_the_build_and_show_the_process_and_the_pools() {
+    let db = crate::helpers::migrated_db();
+    let serve = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+        ("DATABASE_POOL_SIZE", "7".to_owned()),
+    ])
+    .await;
+    serve.wait_ready().await;
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        serve
+            .metric(&format!(
+                "order_svc_build_info{{version=\"{version}\",commit=\"{commit}\"}}"
+            ))
+            .await,
+        1.0
+    );
+    assert!(serve.metric("process_resident_memory_bytes").await > 1_000_000.0);
+    assert!(serve.metric("process_open_fds").await >= 3.0);
+    assert!(serve.metric("process_start_time_seconds").await > 1.7e9);
+    let _ = serve.metric("process_cpu_seconds_total").await;
+    assert_eq!(
+        serve
+            .metric("order_svc_db_pool_max_connections{pool=\"lookup\"}")
+            .await,
+        7.0
+    );
+    // Readiness pings the database every second: the lookup pool holds a connection.
+    let open = serve
+        .metric("order_svc_db_pool_connections{pool=\"lookup\",state=\"idle\"}")
+        .await
+        + serve
+            .metric("order_svc_db_pool_connections{pool=\"lookup\",state=\"in_use\"}")
+            .await;
+    assert!(open >= 1.0, "{open}");
+    assert_eq!(
+        serve
+            .metric("order_svc_db_pool_waiting{pool=\"lookup\"}")
+            .await,
+        0.0
+    );
+}
