@@ -24,6 +24,12 @@ lint:
     cargo clippy --all-targets -- -D warnings
     cargo clippy --all-targets --features bench-baseline -- -D warnings
 
+# Check deploy/ with real tools: promtool (rules, rule tests, dashboard queries), kustomize
+# and kubernetes-validate (Kubernetes), a Compose parser.
+[group('develop')]
+check-deploy:
+    scripts/check-deploy.sh
+
 # Format the code.
 [group('develop')]
 fmt:

@@ -32,4 +32,20 @@ uid=$(scripts/stack.sh latest-uid 60)
 body=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/order/$uid")
 echo "$body" | python3 -c "import json,sys; o=json.load(sys.stdin); assert o['order_uid']=='$uid', o; print('smoke: found order', o['order_uid'], 'with', len(o['items']), 'items')"
 curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/" | grep -q 'id="uid"' || { echo "smoke: the UI page is missing its search box" >&2; exit 1; }
+# Prometheus (installed by .ci/run) scrapes serve and has loaded the alert rules.
+command -v prometheus >/dev/null || { echo "smoke: Prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
+prom="http://127.0.0.1:$STACK_PROMETHEUS_PORT"
+for i in $(seq 1 60); do
+  if curl -fsS "$prom/api/v1/query" --data-urlencode 'query=order_svc_build_info{job="order-svc"} * on(instance) up' 2>/dev/null |
+     python3 -c "import json,sys; r=json.load(sys.stdin)['data']['result']; sys.exit(0 if r and r[0]['value'][1]=='1' else 1)"; then
+    break
+  fi
+  [ "$i" = 60 ] && { echo "smoke: Prometheus did not scrape serve within 60 s" >&2; exit 1; }
+  sleep 1
+done
+curl -fsS "$prom/api/v1/rules" | python3 -c "
+import json, sys
+rules = [r['name'] for g in json.load(sys.stdin)['data']['groups'] for r in g['rules']]
+assert 'OrderSvcTargetDown' in rules and len(rules) >= 12, rules
+print('smoke: Prometheus scrapes serve and has loaded', len(rules), 'alert rules')"
 echo "smoke: ok"

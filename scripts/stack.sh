@@ -120,7 +120,10 @@ up() {
   start_bg serve "$BIN" serve
   start_bg produce "$BIN" produce --rps "$RPS" --invalid-rate 0.1
   if command -v prometheus >/dev/null; then
-    start_bg prometheus prometheus --config.file=deploy/prometheus/prometheus.local.yml \
+    # The local configuration, pointed at this stack's HTTP port, with the repository's rules.
+    sed -e "s|127.0.0.1:8080|127.0.0.1:$HTTP_PORT|" -e "s|- rules.yml|- $PWD/deploy/prometheus/rules.yml|" \
+      deploy/prometheus/prometheus.local.yml >"$DATA/prometheus.yml"
+    start_bg prometheus prometheus --config.file="$DATA/prometheus.yml" \
       --storage.tsdb.path="$DATA/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
   else
     say "Prometheus is not installed, so it is not started (apt-get install prometheus, then just up again)"

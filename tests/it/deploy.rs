@@ -31,6 +31,9 @@ const PROMQL: &[&str] = &[
     "unless",
     "le",
     "bool",
+    "absent",
+    // Prometheus's own series, not serve's.
+    "up",
     "offset",
     "e",
 ];
@@ -172,4 +175,85 @@ fn metric_names_are_read_out_of_promql() {
         ),
         vec!["x_total", "y_total"]
     );
+}
+
+/// The dashboard works in someone else's Grafana: the data source, the jobs and the
+/// instances are variables every query uses, rates follow the scrape interval, and every
+/// panel says what it shows and in which unit.
+#[test]
+fn the_dashboard_is_portable_and_every_panel_is_described_with_its_unit() {
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "job", "instance"]);
+    let mut exprs = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            panel["description"].as_str().is_some_and(|d| d.len() > 20),
+            "{title} has no description"
+        );
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        assert!(
+            panel["fieldConfig"]["defaults"]["unit"].is_string(),
+            "{title} has no unit"
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            exprs += 1;
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            // Every selector is scoped to the chosen jobs and instances.
+            let selectors = expr.matches('{').count();
+            assert!(selectors > 0, "{title}: {expr}");
+            assert_eq!(
+                expr.matches(r#"{job=~"$job", instance=~"$instance""#)
+                    .count(),
+                selectors,
+                "{title}: {expr}"
+            );
+            // Ranges follow the scrape interval.
+            for range in expr.split('[').skip(1) {
+                assert!(range.starts_with("$__rate_interval]"), "{title}: {expr}");
+            }
+        }
+    }
+    assert!(exprs >= 30);
+}
+
+/// Every alert has a severity, a summary, a description, a runbook section that exists, and
+/// a promtool unit test (run by `just check-deploy`).
+#[test]
+fn every_alert_has_its_annotations_a_runbook_section_and_a_unit_test() {
+    const RUNBOOKS: &str = include_str!("../../docs/runbooks.md");
+    const TESTS: &str = include_str!("../../deploy/prometheus/rules.test.yml");
+    let blocks: Vec<&str> = RULES.split("- alert: ").skip(1).collect();
+    assert!(blocks.len() >= 12);
+    for block in blocks {
+        let name = block.lines().next().unwrap().trim();
+        for key in ["severity:", "summary:", "description:", "runbook_url:"] {
+            assert!(block.contains(key), "{name} has no {key}");
+        }
+        let anchor = format!("/docs/runbooks.md#{}", name.to_lowercase());
+        assert!(
+            block.contains(&anchor),
+            "{name}: runbook_url is not {anchor}"
+        );
+        assert!(
+            RUNBOOKS.lines().any(|l| l == format!("## {name}")),
+            "docs/runbooks.md has no section {name}"
+        );
+        assert!(
+            TESTS.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "rules.test.yml never sees {name} fire"
+        );
+    }
 }
