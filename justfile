@@ -30,6 +30,11 @@ lint:
 check-deploy:
     scripts/check-deploy.sh
 
+# Write deploy/kubernetes/components/prometheus-operator/prometheusrule.yaml from rules.yml.
+[group('develop')]
+k8s-rules:
+    scripts/k8s-rules.sh
+
 # Format the code.
 [group('develop')]
 fmt:

@@ -88,3 +88,57 @@ fn unreachable_server_is_named_without_the_password() {
     );
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }
+
+/// deploy/postgres/purge.sql, run by psql as documented: the orders older than `keep` go
+/// with every part of them, the newer ones stay whole and still read back.
+#[tokio::test]
+async fn the_documented_purge_deletes_old_orders_with_their_parts_and_keeps_the_rest() {
+    let stored = crate::lookup::Stored::new(vec![]).await;
+    let client = stored.db.client().await;
+    let old: Vec<String> = (0..5).map(|i| stored.uid(i).to_owned()).collect();
+    client
+        .execute(
+            "UPDATE orders SET ingested_at = now() - interval '100 days' WHERE order_uid = ANY($1)",
+            &[&old],
+        )
+        .await
+        .unwrap();
+    let total = stored.orders.len() as i64;
+    let (out, _, stderr) = run(std::process::Command::new("psql").arg(&stored.db.url).args(
+        ["-v", "keep=90 days", "-f", "../deploy/postgres/purge.sql"]
+            .map(|a| a.replace("../", concat!(env!("CARGO_MANIFEST_DIR"), "/"))),
+    ));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("purged 5 orders"), "{stderr}");
+    for table in ["orders", "deliveries", "payments"] {
+        assert_eq!(
+            crate::helpers::count(&client, table).await,
+            total - 5,
+            "{table}"
+        );
+    }
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM items WHERE order_uid = ANY($1)",
+            &[&old],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // The rest reads back through the API as it arrived.
+    let api = stored.api(&[]).await;
+    api.wait_ready().await;
+    let (status, _, body) =
+        crate::helpers::http_get(api.http_port, &format!("/order/{}", stored.uid(7)), &[])
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got, stored.orders[7]);
+    let (status, _, _) =
+        crate::helpers::http_get(api.http_port, &format!("/order/{}", old[0]), &[])
+            .await
+            .unwrap();
+    assert_eq!(status, 404);
+}
