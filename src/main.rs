@@ -21,10 +21,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init(invocation.log_format) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
+    // Held to the end: dropping it exports the spans still buffered.
+    let _telemetry = match telemetry::init(invocation.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     match app::run(invocation.settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

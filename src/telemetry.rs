@@ -10,14 +10,38 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 use crate::cli::LogFormat;
 use crate::domain::metrics::{Kind, Labels, Metric};
 
-/// Installs the global tracing subscriber. `RUST_LOG` filters (default `info`).
-pub fn init(format: LogFormat) -> anyhow::Result<()> {
+/// Keeps the trace exporter alive; dropping it sends the spans still buffered.
+#[must_use = "dropping the guard stops the trace exporter"]
+pub struct Guard {
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: the last spans were not exported: {e}");
+        }
+    }
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` filters (default `info`). With
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans are
+/// also exported over OTLP/HTTP as protobuf, named by `OTEL_SERVICE_NAME` (default
+/// `order-svc`), and `traceparent` is read and written (W3C trace context).
+pub fn init(format: LogFormat) -> anyhow::Result<Guard> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
             .with_context(|| format!("RUST_LOG={spec:?} is not a valid log filter"))?,
         _ => EnvFilter::new("info"),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let traces = trace_provider()?;
+    let otel = traces.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("order-svc"))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Pretty => registry
             .with(
@@ -38,11 +62,99 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
             .try_init(),
     }
     .context("cannot install the log subscriber")?;
+    let guard = Guard { traces };
     // Panics become log events (JSON where the logs are JSON) instead of raw stderr text.
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic");
     }));
-    Ok(())
+    Ok(guard)
+}
+
+/// Whether spans are exported (an OTLP endpoint is set).
+pub fn tracing_enabled() -> bool {
+    TRACING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// The OTLP exporter and its provider, when an endpoint is configured. Only HTTP with
+/// protobuf is built in: another `OTEL_EXPORTER_OTLP_PROTOCOL` stops the program at start.
+fn trace_provider() -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use opentelemetry_otlp::WithExportConfig;
+    if !env_set("OTEL_EXPORTER_OTLP_ENDPOINT") && !env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return Ok(None);
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        if let Ok(protocol) = std::env::var(name)
+            && !protocol.is_empty()
+            && protocol != "http/protobuf"
+        {
+            anyhow::bail!(
+                "{name}={protocol:?} is not supported: order-svc exports traces over OTLP/HTTP \
+                 (http/protobuf); point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP \
+                 port (4318), or an OpenTelemetry Collector in front of a gRPC-only backend"
+            );
+        }
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()
+        .context("cannot set up the OTLP trace exporter (OTEL_EXPORTER_OTLP_ENDPOINT)")?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if !env_set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name("order-svc");
+    }
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    TRACING.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(provider))
+}
+
+/// The trace context a message or request carries in its `traceparent` (and `tracestate`)
+/// headers, when tracing is on and it carries a valid one.
+pub fn remote_context<'a>(
+    headers: impl Fn(&str) -> Option<&'a str>,
+) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::TraceContextExt;
+    if !tracing_enabled() {
+        return None;
+    }
+    let found: std::collections::HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| headers(name).map(|v| (name.to_owned(), v.to_owned())))
+        .collect();
+    if !found.contains_key("traceparent") {
+        return None;
+    }
+    let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&found));
+    context.span().span_context().is_valid().then_some(context)
+}
+
+/// The `traceparent` (and `tracestate`) headers of the current span, when tracing is on.
+pub fn current_context_headers() -> Vec<(String, String)> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !tracing_enabled() {
+        return Vec::new();
+    }
+    let context = tracing::Span::current().context();
+    let mut headers = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut headers));
+    let mut headers: Vec<(String, String)> = headers.into_iter().collect();
+    headers.sort();
+    headers
 }
 
 /// The version and commit the binary was built from.

@@ -19,5 +19,6 @@ mod roundtrip;
 mod settings;
 mod silent;
 mod tls;
+mod traces;
 mod ui;
 mod wire;

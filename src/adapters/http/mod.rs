@@ -265,8 +265,31 @@ where
 {
     let started = Instant::now();
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = %id);
     let (method, path) = (method_label(req.method()), req.path().to_owned());
+    let span = if crate::telemetry::tracing_enabled() {
+        // The span exported as the request's: named and labelled as OpenTelemetry's HTTP
+        // conventions say once the route is known, under the caller's trace when it sent one.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            otel.name = method,
+            otel.kind = "server",
+            http.request.method = method,
+            url.path = %path,
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        if let Some(parent) = crate::telemetry::remote_context(|name| {
+            req.headers().get(name).and_then(|v| v.to_str().ok())
+        }) {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(parent);
+        }
+        span
+    } else {
+        tracing::info_span!("request", request_id = %id)
+    };
+    let recorder = span.clone();
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {
@@ -282,6 +305,17 @@ where
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
         let status = response.status().as_u16();
+        if crate::telemetry::tracing_enabled() {
+            // Named once the route is known (the span has started: renamed, not recorded).
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            recorder
+                .context()
+                .span()
+                .update_name(format!("{method} {route}"));
+            recorder.record("http.route", route.as_str());
+            recorder.record("http.response.status_code", status);
+        }
         let elapsed = started.elapsed();
         let labels = [
             ("route", route),

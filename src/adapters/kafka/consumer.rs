@@ -31,6 +31,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::domain::health::Readiness;
 use crate::domain::ingest::IngestBatches;
@@ -362,8 +363,58 @@ async fn write_batch<I: IngestBatches>(
     ingest: Arc<I>,
     consumer: Arc<IngestConsumer>,
     order: Order,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>> {
+    if !crate::telemetry::tracing_enabled() {
+        return write_traced_batch(batch, ingest, consumer, order, shutdown)
+            .await
+            .map(|(batch, _)| batch);
+    }
+    // One span per batch, linked to the trace of every message that carries a `traceparent`
+    // (OpenTelemetry's way for a consumer of batches: one message, one link).
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "ingest batch",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.batch.message_count = batch.len(),
+        stored = tracing::field::Empty,
+        duplicates = tracing::field::Empty,
+        conflicts = tracing::field::Empty,
+        rejected = tracing::field::Empty,
+        write_ms = tracing::field::Empty,
+    );
+    for message in &batch {
+        if let Some(context) = crate::telemetry::remote_context(|name| {
+            message
+                .header(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        }) {
+            span.add_link(context.span().span_context().clone());
+        }
+    }
+    let started = std::time::Instant::now();
+    let done = write_traced_batch(batch, ingest, consumer, order, shutdown)
+        .instrument(span.clone())
+        .await;
+    if let Some((_, report)) = &done {
+        span.record("stored", report.stored);
+        span.record("duplicates", report.duplicates);
+        span.record("conflicts", report.conflicts);
+        span.record("rejected", report.rejected);
+        span.record("write_ms", started.elapsed().as_millis() as u64);
+    }
+    done.map(|(batch, _)| batch)
+}
+
+async fn write_traced_batch<I: IngestBatches>(
+    batch: Vec<InboundMessage>,
+    ingest: Arc<I>,
+    consumer: Arc<IngestConsumer>,
+    order: Order,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<(Vec<InboundMessage>, crate::domain::ingest::BatchReport)> {
     let (earlier, tell) = order;
     let mut plan = ingest.plan(&batch);
     let ours: Arc<HashSet<OrderUid>> = Arc::new(plan.uids().cloned().collect());
@@ -409,7 +460,7 @@ async fn write_batch<I: IngestBatches>(
     }
     let report = ingest.finish(plan).await;
     tracing::debug!(?report, messages = batch.len(), "batch done");
-    Some(batch)
+    Some((batch, report))
 }
 
 /// Stores, per partition, the offset after the batch's last message: the next one to read.

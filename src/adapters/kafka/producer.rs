@@ -33,15 +33,34 @@ impl OrderPublisher {
         key: Option<&[u8]>,
         payload: &[u8],
     ) -> Result<DeliveryFuture, KafkaError> {
+        // With tracing on, each message starts a trace of its own (a producer span) and
+        // carries it in `traceparent`, for the ingest that stores it to link to.
+        let trace = if crate::telemetry::tracing_enabled() {
+            let span = tracing::info_span!(
+                "send order",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = %self.topic,
+            );
+            span.in_scope(crate::telemetry::current_context_headers)
+        } else {
+            Vec::new()
+        };
         loop {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
             let stamp = now_ms.to_string();
-            let headers = OwnedHeaders::new().insert(Header {
+            let mut headers = OwnedHeaders::new().insert(Header {
                 key: PRODUCED_AT_HEADER,
                 value: Some(stamp.as_bytes()),
             });
+            for (name, value) in &trace {
+                headers = headers.insert(Header {
+                    key: name.as_str(),
+                    value: Some(value.as_bytes()),
+                });
+            }
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
                 .payload(payload)
                 .headers(headers);

@@ -8,6 +8,7 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use metrics::{counter, gauge, histogram};
 use tokio_postgres::error::SqlState;
+use tracing::Instrument;
 
 use super::metrics::{
     ConnState, DB_ERRORS, DB_QUERY, ErrorKind, Op, POOL_CONNECTIONS, POOL_MAX, POOL_WAITING,
@@ -168,7 +169,19 @@ impl PgStore {
             op if op.is_lookup() => LOOKUP_TIMEOUT.min(self.call_timeout),
             _ => self.call_timeout,
         };
-        let result = match tokio::time::timeout(limit, f).await {
+        // A span per call, but the readiness ping's (one a second, a trace of its own each).
+        let span = match op {
+            Op::Ping => tracing::Span::none(),
+            _ if !crate::telemetry::tracing_enabled() => tracing::Span::none(),
+            _ => tracing::info_span!(
+                "db",
+                otel.name = op.as_str(),
+                otel.kind = "client",
+                db.system = "postgresql",
+                db.operation.name = op.as_str(),
+            ),
+        };
+        let result = match tokio::time::timeout(limit, f).instrument(span).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
                 "no answer from the database within {limit:?}"
