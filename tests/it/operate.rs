@@ -22,14 +22,7 @@ async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() 
     assert_eq!(status, 404);
     assert!(headers.contains(&("x-request-id".to_owned(), "it-req-7".to_owned())));
     // The access line (debug) of that request carries its id.
-    let line = wait_for(10, "the request's log line", || async {
-        serve
-            .logs()
-            .lines()
-            .find(|l| l.contains("/order/nosuchorder7"))
-            .map(str::to_owned)
-    })
-    .await;
+    let line = logged_line(&serve, "/order/nosuchorder7").await;
     assert!(line.contains("request_id=it-req-7"), "{line}");
     // Without one, the answer has a made-up id, and the log line the same.
     let (_, headers, _) = http_get(serve.http_port, "/order/nosuchorder8", &[])
@@ -40,15 +33,20 @@ async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() 
         .find(|(k, _)| k == "x-request-id")
         .map(|(_, v)| v.clone())
         .expect("an id");
-    let line = wait_for(10, "the request's log line", || async {
+    let line = logged_line(&serve, "/order/nosuchorder8").await;
+    assert!(line.contains(&format!("request_id={id}")), "{line}");
+}
+
+/// The first log line of `serve` that mentions `path`.
+async fn logged_line(serve: &Serve, path: &str) -> String {
+    wait_for(10, "the request's log line", || async {
         serve
             .logs()
             .lines()
-            .find(|l| l.contains("/order/nosuchorder8"))
+            .find(|l| l.contains(path))
             .map(str::to_owned)
     })
-    .await;
-    assert!(line.contains(&format!("request_id={id}")), "{line}");
+    .await
 }
 
 fn healthcheck(port: u16, extra: &[&str]) -> (bool, String) {
