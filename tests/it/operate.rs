@@ -35,6 +35,26 @@ async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() 
         .expect("an id");
     let line = logged_line(&serve, "/order/nosuchorder8").await;
     assert!(line.contains(&format!("request_id={id}")), "{line}");
+
+    // JSON logs, and a line written deep in the handling (the database is down: 503).
+    let unreachable = format!("postgres://postgres@127.0.0.1:{}/x", free_port());
+    let down = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", unreachable),
+        ("LOG_FORMAT", "json".to_owned()),
+    ])
+    .await;
+    let (status, _, _) = http_get(
+        down.http_port,
+        "/order/anyorder1",
+        &[("X-Request-Id", "it-req-9")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 503);
+    let line = logged_line(&down, "store unavailable").await;
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(event["request_id"], "it-req-9", "{line}");
 }
 
 /// The first log line of `serve` that mentions `path`.

@@ -287,15 +287,17 @@ where
         }
         span
     } else {
-        tracing::info_span!("request", request_id = %id)
+        tracing::Span::none()
     };
     let recorder = span.clone();
+    let id: Arc<str> = id.into();
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {
-        Ok(span.in_scope(|| srv.call(req)))
+        Ok(span.in_scope(|| crate::telemetry::sync_with_request_id(id.clone(), || srv.call(req))))
     };
-    async move {
+    let response_id = id.clone();
+    let served = async move {
         let mut response = match call {
             Err(response) => response,
             Ok(call) => call.await?.map_into_boxed_body(),
@@ -325,14 +327,14 @@ where
         counter!(metrics::HTTP_REQUESTS, &labels).increment(1);
         histogram!(metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
         tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64, "http");
-        if let Ok(value) = header::HeaderValue::from_str(&id) {
+        if let Ok(value) = header::HeaderValue::from_str(&response_id) {
             response
                 .headers_mut()
                 .insert(header::HeaderName::from_static(REQUEST_ID), value);
         }
         Ok(response)
-    }
-    .instrument(span)
+    };
+    crate::telemetry::with_request_id(id, served).instrument(span)
 }
 
 /// Runs a handler's work, answering a panic with a 500 (logged) instead of a dropped
