@@ -10,7 +10,8 @@
 //!
 //! [`cli`] describes the command line; [`settings`] reads it with the environment and the
 //! settings file and builds the typed settings each command runs on; [`telemetry`] sets up
-//! logs and metrics.
+//! logs, metrics and the trace exporter (it reads the adapters' metric lists; no adapter
+//! imports it: what they share about traces and request ids is [`adapters::trace`]).
 //! [`generate`] makes test data (valid orders and each kind of invalid one): a tool for
 //! `generate`, `produce`, the tests and the benchmarks, not a rule of the business, so it
 //! lives beside the domain, not in it.

@@ -5,3 +5,4 @@ pub mod cache;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
+pub mod trace;

@@ -266,7 +266,7 @@ where
     let started = Instant::now();
     let id = request_id(&req);
     let (method, path) = (method_label(req.method()), req.path().to_owned());
-    let span = if crate::telemetry::tracing_enabled() {
+    let span = if crate::adapters::trace::tracing_enabled() {
         // The span exported as the request's: named and labelled as OpenTelemetry's HTTP
         // conventions say once the route is known, under the caller's trace when it sent one.
         let span = tracing::info_span!(
@@ -279,7 +279,7 @@ where
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
         );
-        if let Some(parent) = crate::telemetry::remote_context(|name| {
+        if let Some(parent) = crate::adapters::trace::remote_context(|name| {
             req.headers().get(name).and_then(|v| v.to_str().ok())
         }) {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -294,7 +294,9 @@ where
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {
-        Ok(span.in_scope(|| crate::telemetry::sync_with_request_id(id.clone(), || srv.call(req))))
+        Ok(span.in_scope(|| {
+            crate::adapters::trace::sync_with_request_id(id.clone(), || srv.call(req))
+        }))
     };
     let response_id = id.clone();
     let served = async move {
@@ -307,7 +309,7 @@ where
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
         let status = response.status().as_u16();
-        if crate::telemetry::tracing_enabled() {
+        if crate::adapters::trace::tracing_enabled() {
             // Named once the route is known (the span has started: renamed, not recorded).
             use opentelemetry::trace::TraceContextExt;
             use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -334,7 +336,7 @@ where
         }
         Ok(response)
     };
-    crate::telemetry::with_request_id(id, served).instrument(span)
+    crate::adapters::trace::with_request_id(id, served).instrument(span)
 }
 
 /// Runs a handler's work, answering a panic with a 500 (logged) instead of a dropped

@@ -365,7 +365,7 @@ async fn write_batch<I: IngestBatches>(
     order: Order,
     shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>> {
-    if !crate::telemetry::tracing_enabled() {
+    if !crate::adapters::trace::tracing_enabled() {
         return write_traced_batch(batch, ingest, consumer, order, shutdown)
             .await
             .map(|(batch, _)| batch);
@@ -386,7 +386,7 @@ async fn write_batch<I: IngestBatches>(
         write_ms = tracing::field::Empty,
     );
     for message in &batch {
-        if let Some(context) = crate::telemetry::remote_context(|name| {
+        if let Some(context) = crate::adapters::trace::remote_context(|name| {
             message
                 .header(name)
                 .and_then(|v| std::str::from_utf8(v).ok())

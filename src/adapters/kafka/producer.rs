@@ -35,14 +35,14 @@ impl OrderPublisher {
     ) -> Result<DeliveryFuture, KafkaError> {
         // With tracing on, each message starts a trace of its own (a producer span) and
         // carries it in `traceparent`, for the ingest that stores it to link to.
-        let trace = if crate::telemetry::tracing_enabled() {
+        let trace = if crate::adapters::trace::tracing_enabled() {
             let span = tracing::info_span!(
                 "send order",
                 otel.kind = "producer",
                 messaging.system = "kafka",
                 messaging.destination.name = %self.topic,
             );
-            span.in_scope(crate::telemetry::current_context_headers)
+            span.in_scope(crate::adapters::trace::current_context_headers)
         } else {
             Vec::new()
         };

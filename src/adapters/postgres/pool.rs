@@ -172,7 +172,7 @@ impl PgStore {
         // A span per call, but the readiness ping's (one a second, a trace of its own each).
         let span = match op {
             Op::Ping => tracing::Span::none(),
-            _ if !crate::telemetry::tracing_enabled() => tracing::Span::none(),
+            _ if !crate::adapters::trace::tracing_enabled() => tracing::Span::none(),
             _ => tracing::info_span!(
                 "db",
                 otel.name = op.as_str(),
