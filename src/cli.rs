@@ -70,6 +70,9 @@ pub enum Command {
     Man,
 }
 
+/// Where `serve` listens unless told otherwise, and so where `healthcheck` asks.
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
     /// The address `serve` listens on (its HTTP_ADDR); an unspecified host (0.0.0.0, ::) is
@@ -78,7 +81,7 @@ pub struct HealthcheckArgs {
         long,
         env = "HTTP_ADDR",
         value_name = "HTTP_ADDR",
-        default_value = "0.0.0.0:8080"
+        default_value = DEFAULT_HTTP_ADDR
     )]
     pub http_addr: SocketAddr,
 
@@ -323,7 +326,7 @@ pub struct ServeArgs {
         long,
         env = "HTTP_ADDR",
         value_name = "HTTP_ADDR",
-        default_value = "0.0.0.0:8080"
+        default_value = DEFAULT_HTTP_ADDR
     )]
     pub http_addr: SocketAddr,
 
