@@ -1,7 +1,7 @@
 //! What the people who run `serve` use: the request id, the health check command, and the
 //! metrics of the process, the pools and the build.
 
-use crate::helpers::{Serve, free_port, http_get, order_svc, run, wait_for};
+use crate::helpers::{Serve, free_port, header, http_get, order_svc, run, wait_for};
 
 #[tokio::test]
 async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() {
@@ -12,27 +12,23 @@ async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() 
     ])
     .await;
     serve.wait_ready().await;
-    let (status, headers, _) = http_get(
+    let reply = http_get(
         serve.http_port,
         "/order/nosuchorder7",
         &[("X-Request-Id", "it-req-7")],
     )
     .await
     .unwrap();
-    assert_eq!(status, 404);
-    assert!(headers.contains(&("x-request-id".to_owned(), "it-req-7".to_owned())));
+    assert_eq!(reply.0, 404);
+    assert_eq!(header(&reply, "x-request-id"), Some("it-req-7"));
     // The access line (debug) of that request carries its id.
     let line = logged_line(&serve, "/order/nosuchorder7").await;
     assert!(line.contains("request_id=it-req-7"), "{line}");
     // Without one, the answer has a made-up id, and the log line the same.
-    let (_, headers, _) = http_get(serve.http_port, "/order/nosuchorder8", &[])
+    let reply = http_get(serve.http_port, "/order/nosuchorder8", &[])
         .await
         .unwrap();
-    let id = headers
-        .iter()
-        .find(|(k, _)| k == "x-request-id")
-        .map(|(_, v)| v.clone())
-        .expect("an id");
+    let id = header(&reply, "x-request-id").expect("an id");
     let line = logged_line(&serve, "/order/nosuchorder8").await;
     assert!(line.contains(&format!("request_id={id}")), "{line}");
 

@@ -238,7 +238,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// The client's request id when it is one we can log and echo as it is (1 to 128 visible
 /// ASCII characters, no quote or backslash), else a new random one (32 hex digits).
-fn request_id(req: &ServiceRequest) -> String {
+fn request_id(req: &ServiceRequest) -> Arc<str> {
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -248,8 +248,8 @@ fn request_id(req: &ServiceRequest) -> String {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         })
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+        .map(Arc::from)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()).into())
 }
 
 /// Around every request: the request id (on the response, and on every log line written
@@ -290,7 +290,6 @@ where
         tracing::Span::none()
     };
     let recorder = span.clone();
-    let id: Arc<str> = id.into();
     let call = if path.len() > MAX_PATH {
         Err(req.into_response(ApiError::UriTooLong.error_response()))
     } else {

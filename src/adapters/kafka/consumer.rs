@@ -366,7 +366,7 @@ async fn write_batch<I: IngestBatches>(
     shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<InboundMessage>> {
     if !crate::adapters::trace::tracing_enabled() {
-        return write_traced_batch(batch, ingest, consumer, order, shutdown)
+        return make_durable(batch, ingest, consumer, order, shutdown)
             .await
             .map(|(batch, _)| batch);
     }
@@ -395,7 +395,7 @@ async fn write_batch<I: IngestBatches>(
         }
     }
     let started = std::time::Instant::now();
-    let done = write_traced_batch(batch, ingest, consumer, order, shutdown)
+    let done = make_durable(batch, ingest, consumer, order, shutdown)
         .instrument(span.clone())
         .await;
     if let Some((_, report)) = &done {
@@ -408,7 +408,8 @@ async fn write_batch<I: IngestBatches>(
     done.map(|(batch, _)| batch)
 }
 
-async fn write_traced_batch<I: IngestBatches>(
+/// The work of [`write_batch`], inside its span when tracing is on; gives the report too.
+async fn make_durable<I: IngestBatches>(
     batch: Vec<InboundMessage>,
     ingest: Arc<I>,
     consumer: Arc<IngestConsumer>,
