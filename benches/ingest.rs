@@ -1,11 +1,18 @@
 //! `just bench-ingest`: how fast `serve` drains a pre-filled topic into PostgreSQL, against a
 //! baseline measured in the same run: the same rows written by binary COPY straight into the
-//! same tables (the most PostgreSQL can take, with no Kafka, JSON or validation at all).
+//! same tables (the most PostgreSQL can take, with no Kafka, JSON or validation at all), over
+//! as many connections as ingest writes with, its rows (hashes included) prepared before the
+//! timed part.
+//!
+//! Each run reports serve's rate from process start to the last order stored (start-up,
+//! group join and the whole drain) and its steady rate (first to last row written), each as
+//! a ratio to that run's COPY; the summary is the median of the runs' ratios.
 //!
 //! Settings (environment): BENCH_ORDERS (200000), BENCH_RUNS (3), BENCH_INVALID_RATE (0.1),
-//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS, and BENCH_BIN: another `order-svc` binary to run
-//! instead of this build's (an older commit's, to compare before and after a change). Run through `cargo bench`; under `cargo test` it
-//! only says it was skipped.
+//! BENCH_COPY_CONNECTIONS (3), TEST_DATABASE_URL, TEST_KAFKA_BROKERS, and BENCH_BIN: another
+//! `order-svc` binary to run instead of this build's (an older commit's, to compare before
+//! and after a change). Run through `cargo bench`; under `cargo test` it only says it was
+//! skipped.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,8 +25,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
 const PARTITIONS: i32 = 3;
@@ -28,7 +33,9 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 mod common;
 
+use common::copy::{Rows, copy_parallel};
 use common::env_or;
+use common::load::{get_text, metric};
 
 /// The binary measured: BENCH_BIN, or this build's.
 fn bin() -> String {
@@ -109,39 +116,51 @@ async fn main() -> anyhow::Result<()> {
         valid.len()
     );
 
-    let mut serve_rates = Vec::new();
-    let mut copy_rates = Vec::new();
+    // Everything COPY needs (hashes, positions) is made before its timed part.
+    let rows = Rows::new(valid);
+    let copy_connections: usize = env_or("BENCH_COPY_CONNECTIONS", 3);
+    println!(
+        "COPY baseline over {copy_connections} connections (serve writes up to INGEST_PARALLEL_BATCHES = 3 batches at once)"
+    );
+    let mut from_start_ratios = Vec::new();
+    let mut steady_ratios = Vec::new();
     for run in 1..=runs {
         let db = Database::create(&admin_url, "bench_serve").await?;
-        let (rate, wall) = drain_with_serve(
+        let drain = drain_with_serve(
             &db,
             &brokers,
             &topic,
             &format!("bench-{run}-{}", uuid::Uuid::new_v4().simple()),
             orders,
-            valid.len(),
+            rows.len(),
         )
         .await?;
         db.drop_it(&admin_url).await?;
         let db = Database::create(&admin_url, "bench_copy").await?;
-        let copy = copy_baseline(&db, &valid).await?;
+        let copy = copy_parallel(&db.url, &rows, copy_connections).await?;
         db.drop_it(&admin_url).await?;
+        let from_start = rows.len() as f64 / drain.durable;
         println!(
-            "run {run}: serve {rate:>8.0} orders/s (drain, {wall:.1}s with start-up)   COPY baseline {copy:>8.0} orders/s   ratio {:.2}",
-            rate / copy
+            "run {run}: serve {from_start:>7.0} orders/s from process start ({:.1} s to the last order stored, {:.1} s to every offset committed), \
+             {:>7.0} orders/s steady (first to last row)   COPY {copy:>7.0} orders/s   ratio {:.2} from start, {:.2} steady",
+            drain.durable,
+            drain.committed,
+            drain.steady,
+            from_start / copy,
+            drain.steady / copy
         );
-        serve_rates.push(rate);
-        copy_rates.push(copy);
+        from_start_ratios.push(from_start / copy);
+        steady_ratios.push(drain.steady / copy);
     }
-    let (serve, copy) = (median(&mut serve_rates), median(&mut copy_rates));
     println!();
     println!(
-        "ingest (median of {runs}): serve {serve:.0} valid orders/s, COPY baseline {copy:.0} orders/s, ratio {:.2}",
-        serve / copy
+        "ingest (median of {runs} runs' ratios): {:.2} from process start, {:.2} steady",
+        median(&mut from_start_ratios),
+        median(&mut steady_ratios)
     );
     println!(
         "({orders} messages, {} valid, {invalid_rate} invalid; {} cores)",
-        valid.len(),
+        rows.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     Ok(())
@@ -187,9 +206,19 @@ impl Database {
     }
 }
 
-/// Starts `serve` on the topic with a new group, waits until every message is committed, and
-/// returns stored orders per second between the first and the last row written (from the
-/// rows' own `ingested_at`), plus the wall time including start-up and group join.
+/// What one drain took.
+struct Drain {
+    /// Seconds from starting `serve` to the last valid order stored.
+    durable: f64,
+    /// Seconds from starting `serve` to every offset committed.
+    committed: f64,
+    /// Stored orders per second between the first and the last row written (the rows' own
+    /// `ingested_at`).
+    steady: f64,
+}
+
+/// Starts `serve` on the topic with a new group and waits until every valid order is stored
+/// (read from its own counter, every 20 ms) and every message committed.
 async fn drain_with_serve(
     db: &Database,
     brokers: &str,
@@ -197,7 +226,11 @@ async fn drain_with_serve(
     group: &str,
     total: usize,
     valid: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<Drain> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let started = Instant::now();
     let mut child = Command::new(bin())
         .arg("serve")
@@ -207,7 +240,7 @@ async fn drain_with_serve(
         .env("KAFKA_DLQ_TOPIC", format!("{topic}.dlq"))
         .env("KAFKA_GROUP_ID", group)
         .env("INGEST_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES.to_string())
-        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("HTTP_ADDR", addr.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
@@ -234,23 +267,28 @@ async fn drain_with_serve(
             })
             .sum())
     };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let stored: i64 = client
-            .query_one("SELECT count(*) FROM orders", &[])
-            .await?
-            .get(0);
-        if stored as usize >= valid && committed(group)? as usize >= total {
-            break;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let durable = loop {
+        let text = get_text(addr, "/metrics").await.unwrap_or_default();
+        if metric(&text, "order_svc_orders_ingested_total{outcome=\"stored\"}") as usize >= valid {
+            break started.elapsed().as_secs_f64();
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "serve did not drain the topic in 10 minutes"
+            "serve did not store the orders in 30 minutes"
         );
         anyhow::ensure!(child.try_wait()?.is_none(), "serve exited early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while (committed(group)? as usize) < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "serve did not commit the topic in 30 minutes"
+        );
+        anyhow::ensure!(child.try_wait()?.is_none(), "serve exited early");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let wall = started.elapsed().as_secs_f64();
+    let committed = started.elapsed().as_secs_f64();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -263,97 +301,9 @@ async fn drain_with_serve(
         stored as usize == valid,
         "serve stored {stored} orders, expected {valid}"
     );
-    Ok((stored as f64 / span.max(1e-3), wall))
-}
-
-/// The same rows by binary COPY into the four tables, in one transaction.
-async fn copy_baseline(db: &Database, orders: &[Order]) -> anyhow::Result<f64> {
-    let mut client = db.client().await?;
-    let (t, i) = (Type::TEXT, Type::INT8);
-    let started = Instant::now();
-    let tx = client.transaction().await?;
-    let hashes: Vec<Vec<u8>> = orders.iter().map(|o| o.content_hash().0.to_vec()).collect();
-    copy_rows(
-        &tx,
-        "orders (order_uid, track_number, entry, locale, internal_signature, customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)",
-        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), Type::TIMESTAMPTZ, t.clone(), Type::BYTEA],
-        orders.iter().zip(&hashes).map(|(o, h)| -> Vec<&(dyn ToSql + Sync)> {
-            vec![&o.order_uid, &o.track_number, &o.entry, &o.locale, &o.internal_signature, &o.customer_id, &o.delivery_service, &o.shardkey, &o.sm_id, &o.date_created, &o.oof_shard, h]
-        }),
-    )
-    .await?;
-    copy_rows(
-        &tx,
-        "deliveries (order_uid, name, phone, zip, city, address, region, email)",
-        &[
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-        ],
-        orders.iter().map(|o| -> Vec<&(dyn ToSql + Sync)> {
-            let d = &o.delivery;
-            vec![
-                &o.order_uid,
-                &d.name,
-                &d.phone,
-                &d.zip,
-                &d.city,
-                &d.address,
-                &d.region,
-                &d.email,
-            ]
-        }),
-    )
-    .await?;
-    copy_rows(
-        &tx,
-        "payments (order_uid, transaction, request_id, currency, provider, amount, payment_dt, bank, delivery_cost, goods_total, custom_fee)",
-        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), i.clone(), t.clone(), i.clone(), i.clone(), i.clone()],
-        orders.iter().map(|o| -> Vec<&(dyn ToSql + Sync)> {
-            let p = &o.payment;
-            vec![&o.order_uid, &p.transaction, &p.request_id, &p.currency, &p.provider, &p.amount, &p.payment_dt, &p.bank, &p.delivery_cost, &p.goods_total, &p.custom_fee]
-        }),
-    )
-    .await?;
-    let positions: Vec<Vec<i32>> = orders
-        .iter()
-        .map(|o| (0..o.items.len() as i32).collect())
-        .collect();
-    copy_rows(
-        &tx,
-        "items (order_uid, position, chrt_id, track_number, price, rid, name, sale, size, total_price, nm_id, brand, status)",
-        &[t.clone(), Type::INT4, i.clone(), t.clone(), i.clone(), t.clone(), t.clone(), i.clone(), t.clone(), i.clone(), i.clone(), t.clone(), i.clone()],
-        orders.iter().zip(&positions).flat_map(|(o, pos)| {
-            o.items.iter().zip(pos).map(move |(it, p)| -> Vec<&(dyn ToSql + Sync)> {
-                vec![&o.order_uid, p, &it.chrt_id, &it.track_number, &it.price, &it.rid, &it.name, &it.sale, &it.size, &it.total_price, &it.nm_id, &it.brand, &it.status]
-            })
-        }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(orders.len() as f64 / started.elapsed().as_secs_f64())
-}
-
-/// `COPY table (columns) FROM STDIN BINARY` of `rows`.
-async fn copy_rows<'a>(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    types: &[Type],
-    rows: impl Iterator<Item = Vec<&'a (dyn ToSql + Sync)>>,
-) -> anyhow::Result<()> {
-    let sink = tx
-        .copy_in(&format!("COPY {table} FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, types);
-    tokio::pin!(writer);
-    for row in rows {
-        writer.as_mut().write(&row).await?;
-    }
-    writer.finish().await?;
-    Ok(())
+    Ok(Drain {
+        durable,
+        committed,
+        steady: stored as f64 / span.max(1e-3),
+    })
 }

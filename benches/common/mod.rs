@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each benchmark uses a part
 
+pub mod copy;
+pub mod load;
+
 use std::process::{Command, Stdio};
 
 /// A setting from the environment, or its default.
