@@ -80,6 +80,18 @@ bench-http: test-services
 bench-memory: test-services
     cargo bench --bench memory
 
+# A steady stream (1 000 orders/s) ingested while lookups run (5 000/s) for a minute: produce
+# to visible against the broker's own produce-to-consume time, lookups against the same load
+# without ingest, memory, errors, lag. Settings: see benches/live.rs.
+[group('measure')]
+bench-live: test-services
+    cargo bench --bench live
+
+# bench-live for 30 minutes with the cache bounded at 128 MiB: memory must stay flat.
+[group('measure')]
+soak SECONDS="1800": test-services
+    BENCH_SECONDS={{ SECONDS }} BENCH_REPORT_SECONDS=60 BENCH_CACHE_MIB=128 cargo bench --bench live
+
 # --- the whole stack -----------------------------------------------------------------------
 
 # Start everything: compose where a Docker engine answers, local processes otherwise
