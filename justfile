@@ -80,6 +80,13 @@ bench-http: test-services
 bench-memory: test-services
     cargo bench --bench memory
 
+# 1 000 000 orders stored: time to ready and to a warm cache with 100 000 to preload
+# (baseline: nothing to preload), and lookups that all miss the cache (baseline: pgbench
+# running the same statement).
+[group('measure')]
+bench-cold: test-services
+    cargo bench --bench cold
+
 # A steady stream (1 000 orders/s) ingested while lookups run (5 000/s) for a minute: produce
 # to visible against the broker's own produce-to-consume time, lookups against the same load
 # without ingest, memory, errors, lag. Settings: see benches/live.rs.

@@ -10,7 +10,7 @@
 //! - every BENCH_SAMPLE-th of them is polled with `GET /order/{uid}` (first after 1 ms, then
 //!   every 2 ms) until it answers 200: **produce to visible** is the time from just before the
 //!   send to the end of that answer;
-//! - a plain Kafka consumer of the same topic (assigned, no group, librdkafka's defaults)
+//! - a plain Kafka consumer of the same topic (assigned, no group, serve's fetch wait)
 //!   records the time from `x-produced-at` to receiving each message: the broker's own
 //!   produce-to-consume time, the **baseline** for produce to visible;
 //! - cached lookups run at BENCH_LOOKUP_RATE per second (wrk2-style, from each request's
@@ -32,12 +32,12 @@ use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use order_svc::adapters::kafka::Connection;
 use order_svc::adapters::kafka::producer::OrderPublisher;
+use order_svc::adapters::kafka::{Connection, consumer};
 use order_svc::generate::{GenerateOptions, Generator};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -140,15 +140,7 @@ impl Drop for Serve {
 
 impl Serve {
     fn rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-            .map_or(0.0, |kib| kib / 1024.0)
+        common::rss_mib(self.0.id())
     }
 }
 
@@ -199,7 +191,7 @@ async fn run(
         }
     };
     println!(
-        "{} warm orders stored; {} connections; load generator on one thread",
+        "{} warm orders stored; {} connections; lookups on one thread, the stream on another",
         s.warm, s.connections
     );
 
@@ -220,22 +212,24 @@ async fn run(
 
     println!();
     println!(
-        "{:>8} {:>10} {:>12} {:>10} {:>10}",
-        "second", "RSS MiB", "stored", "lag", "produced"
+        "{:>8} {:>10} {:>12} {:>12} {:>10}",
+        "second", "RSS MiB", "stored", "uncommitted", "produced"
     );
     let seconds = Duration::from_secs(s.seconds);
-    let produced = Rc::new(RefCell::new(ProduceCounts::default()));
-    let visible = Rc::new(RefCell::new(histogram()));
-    let pool = Rc::new(RefCell::new(Vec::<Conn>::new()));
-    let stream = produce(
-        s,
-        &publisher,
-        &mut generator,
-        addr,
-        produced.clone(),
-        visible.clone(),
-        pool.clone(),
-    );
+    // The stream runs on a thread of its own, so that producing and polling never delay
+    // the lookups' schedule (nor the other way round).
+    let queued = Arc::new(AtomicU64::new(0));
+    let stream = {
+        let (queued, order_rate, sample) = (queued.clone(), s.order_rate, s.sample);
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(produce(
+                    order_rate, sample, seconds, &publisher, generator, addr, queued,
+                ))
+        })
+    };
     let load = fixed_rate(addr, s.connections, s.lookup_rate, seconds, &lookups);
     let report = async {
         let mut every = tokio::time::interval(Duration::from_secs(s.report_seconds));
@@ -245,30 +239,30 @@ async fn run(
             every.tick().await;
             let text = get_text(addr, "/metrics").await.unwrap_or_default();
             println!(
-                "{:>8.0} {:>10.1} {:>12} {:>10} {:>10}",
+                "{:>8.0} {:>10.1} {:>12} {:>12} {:>10}",
                 began.elapsed().as_secs_f64(),
                 serve.rss_mib(),
                 metric(&text, "order_svc_orders_ingested_total{outcome=\"stored\"}"),
                 lag(&text),
-                produced.borrow().queued,
+                queued.load(Ordering::Relaxed),
             );
         }
     };
-    let ((), load) = tokio::select! {
-        both = async { tokio::join!(stream, load) } => both,
+    let load = tokio::select! {
+        load = load => load,
         () = report => unreachable!("the report runs until the load ends"),
     };
     let (lookups_live, lookup_errors) = load?;
     let producer_stopped = Instant::now();
-    let total = (s.warm as u64 + produced.borrow().queued) as f64;
+    let total = (s.warm as u64 + queued.load(Ordering::Relaxed)) as f64;
     let caught_up = match wait_stored(addr, total, Duration::from_secs(600)).await {
         Ok(()) => Some(producer_stopped.elapsed()),
         Err(_) => None,
     };
-    // The last pollers finish (or time out) before the numbers are read.
-    while produced.borrow().polling > 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The stream ends once its last pollers have their answers.
+    let p = stream
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stream panicked"))??;
     stop.store(true, Ordering::Relaxed);
     let broker = witness
         .join()
@@ -276,8 +270,6 @@ async fn run(
     let rss_end = serve.rss_mib();
     let text = get_text(addr, "/metrics").await.unwrap_or_default();
 
-    let p = produced.borrow();
-    let visible = visible.borrow();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!();
     println!(
@@ -294,8 +286,9 @@ async fn run(
             h.max() as f64 / 1000.0
         );
     };
-    row("produce to visible (GET 200)", &visible, p.not_visible);
+    row("produce to visible (GET 200)", &p.visible, p.not_visible);
     row("baseline: produce to consumed", &broker, 0);
+    row("(of which: produce acknowledged)", &p.acked, p.failed);
     row(
         &format!("lookups at {}/s while ingesting", s.lookup_rate),
         &lookups_live,
@@ -312,23 +305,23 @@ async fn run(
     println!();
     println!(
         "produced {} orders at {}/s for {} s ({} send failures); serve's own end-to-end histogram: {:.2}% within 50 ms",
-        p.queued,
+        queued.load(Ordering::Relaxed),
         s.order_rate,
         s.seconds,
         p.failed,
         100.0 * within
     );
     println!(
-        "RSS {rss_start:.1} MiB after the warm-up, {rss_end:.1} MiB at the end; caught up {} after the producer stopped; HTTP 5xx {}",
+        "RSS {rss_start:.1} MiB after the warm-up, {rss_end:.1} MiB at the end; caught up {} after the producer stopped; HTTP 5xx {:.0}",
         caught_up.map_or("NOT within 10 minutes".to_owned(), |d| format!(
             "{:.2} s",
             d.as_secs_f64()
         )),
-        server_errors(&text),
+        server_errors(&text).abs(),
     );
     println!(
         "live (this run): produce to visible p99 {:.3} ms (broker alone {:.3} ms); lookups p99 {:.3} ms (without ingest {:.3} ms)",
-        ms(&visible, 0.99),
+        ms(&p.visible, 0.99),
         ms(&broker, 0.99),
         ms(&lookups_live, 0.99),
         ms(&base_lookups, 0.99)
@@ -337,36 +330,48 @@ async fn run(
     Ok(())
 }
 
-#[derive(Default)]
-struct ProduceCounts {
-    queued: u64,
+/// What the stream saw.
+struct Stream {
     failed: u64,
-    /// Pollers still waiting for their order.
-    polling: u64,
     /// Sampled orders that never answered 200 within a minute.
+    not_visible: u64,
+    /// From just before the send to the first 200 of a sampled order.
+    visible: Histogram<u64>,
+    /// From just before the send to the broker's acknowledgement.
+    acked: Histogram<u64>,
+}
+
+#[derive(Default)]
+struct Counts {
+    failed: u64,
+    polling: u64,
     not_visible: u64,
 }
 
-/// Produces at the order rate for the benchmark's span, polling every `sample`-th order
-/// until it is visible.
+/// Produces at `order_rate` for `seconds`, polling every `sample`-th order until it is
+/// visible; ends when the last poller has its answer.
 async fn produce(
-    s: &Settings,
+    order_rate: u64,
+    sample: u64,
+    seconds: Duration,
     publisher: &OrderPublisher,
-    generator: &mut Generator,
+    mut generator: Generator,
     addr: SocketAddr,
-    counts: Rc<RefCell<ProduceCounts>>,
-    visible: Rc<RefCell<Histogram<u64>>>,
-    pool: Rc<RefCell<Vec<Conn>>>,
-) {
+    queued: Arc<AtomicU64>,
+) -> anyhow::Result<Stream> {
     // Ticks of 10 ms, as `order-svc produce` sends.
     let tick = Duration::from_millis(10);
-    let per_tick = (s.order_rate as f64 * tick.as_secs_f64()).max(1.0);
+    let per_tick = (order_rate as f64 * tick.as_secs_f64()).max(1.0);
     let mut ticker = tokio::time::interval(tick);
-    let deadline = Instant::now() + Duration::from_secs(s.seconds);
+    let deadline = Instant::now() + seconds;
     let mut owed = 0.0;
-    let pollers = tokio::task::LocalSet::new();
+    let counts = Rc::new(RefCell::new(Counts::default()));
+    let visible = Rc::new(RefCell::new(histogram()));
+    let acked = Rc::new(RefCell::new(histogram()));
+    let pool = Rc::new(RefCell::new(Vec::<Conn>::new()));
+    let tasks = tokio::task::LocalSet::new();
     let mut n = 0u64;
-    pollers
+    tasks
         .run_until(async {
             while Instant::now() < deadline {
                 ticker.tick().await;
@@ -376,24 +381,25 @@ async fn produce(
                     let m = generator.next_message();
                     let uid = m.uid.expect("a valid order has a uid");
                     let sent = Instant::now();
-                    let delivery = match publisher.enqueue(Some(uid.as_bytes()), &m.bytes).await {
-                        Ok(d) => d,
-                        Err(_) => {
-                            counts.borrow_mut().failed += 1;
-                            continue;
-                        }
+                    let Ok(delivery) = publisher.enqueue(Some(uid.as_bytes()), &m.bytes).await
+                    else {
+                        counts.borrow_mut().failed += 1;
+                        continue;
                     };
-                    counts.borrow_mut().queued += 1;
+                    queued.fetch_add(1, Ordering::Relaxed);
                     {
-                        let counts = counts.clone();
+                        let (counts, acked) = (counts.clone(), acked.clone());
                         tokio::task::spawn_local(async move {
-                            if !matches!(delivery.await, Ok(Ok(_))) {
+                            if matches!(delivery.await, Ok(Ok(_))) {
+                                let d = sent.elapsed().as_micros().max(1) as u64;
+                                let _ = acked.borrow_mut().record(d);
+                            } else {
                                 counts.borrow_mut().failed += 1;
                             }
                         });
                     }
                     n += 1;
-                    if n.is_multiple_of(s.sample) {
+                    if n.is_multiple_of(sample) {
                         counts.borrow_mut().polling += 1;
                         let (counts, visible, pool) =
                             (counts.clone(), visible.clone(), pool.clone());
@@ -413,12 +419,22 @@ async fn produce(
                     }
                 }
             }
-            // Let the last pollers finish inside the set that runs them.
+            // The last pollers and delivery reports finish inside the set that runs them.
             while counts.borrow().polling > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            publisher.flush(Duration::from_secs(30))?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, anyhow::Error>(())
         })
-        .await;
+        .await?;
+    let c = counts.borrow();
+    Ok(Stream {
+        failed: c.failed,
+        not_visible: c.not_visible,
+        visible: visible.borrow().clone(),
+        acked: acked.borrow().clone(),
+    })
 }
 
 /// GET `path` until it answers 200: the time from `sent` to that answer, or None after a
@@ -457,11 +473,17 @@ fn witness(
     topic: &str,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Histogram<u64>>>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-live-witness")
-        .set("enable.auto.commit", "false")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    // The fetch wait serve's consumer has (BENCH_WITNESS_FETCH_WAIT_MS to follow another).
+    let wait = std::env::var("BENCH_WITNESS_FETCH_WAIT_MS")
+        .unwrap_or_else(|_| consumer::FETCH_WAIT_MAX_MS.to_owned());
+    config.set("fetch.wait.max.ms", wait);
+    let consumer: BaseConsumer = config.create()?;
+    let since_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata
         .topics()
@@ -487,7 +509,8 @@ fn witness(
                     .find(|h| h.key == "x-produced-at")
                     .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
             });
-            if let Some(at) = produced {
+            // Only what the stream sends (a stale high watermark may let older ones in).
+            if let Some(at) = produced.filter(|at| *at >= since_ms) {
                 h.record(((now_ms - at).max(0) as u64 * 1000).max(1))?;
             }
         }
@@ -507,7 +530,8 @@ async fn wait_stored(addr: SocketAddr, n: f64, within: Duration) -> anyhow::Resu
     }
 }
 
-/// The consumer lag summed over the partitions.
+/// The consumer lag summed over the partitions: messages not yet committed (offsets are
+/// committed every second, so about a second of the stream).
 fn lag(text: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with("order_svc_kafka_consumer_lag_messages{"))

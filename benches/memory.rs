@@ -200,18 +200,13 @@ impl Serve {
     /// Waits for the cache's gauges to settle (they are refreshed every 2 s), then prints.
     fn report(&self, name: &str, ready: Option<Duration>) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(5));
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let rss_kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
+        let rss = common::rss_mib(self.child.id());
         println!(
             "{:<28} {:>10} {:>12.1} {:>10.1} {:>10}",
             name,
             self.metric("order_svc_cache_entries"),
             self.metric("order_svc_cache_bytes") / MIB,
-            rss_kib / 1024.0,
+            rss,
             ready.map_or("-".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
         );
         Ok(())

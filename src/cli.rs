@@ -352,8 +352,9 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub ingest_batch_max: u32,
 
-    /// How long a batch waits for more messages before it is written, in milliseconds.
-    #[arg(long, env = "INGEST_BATCH_LINGER_MS", value_name = "INGEST_BATCH_LINGER_MS", default_value_t = 20,
+    /// How long a batch waits for more messages before it is written, in milliseconds (a
+    /// backlog fills batches at once; a slow stream waits at most this long).
+    #[arg(long, env = "INGEST_BATCH_LINGER_MS", value_name = "INGEST_BATCH_LINGER_MS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub ingest_batch_linger_ms: u64,
 
@@ -369,7 +370,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CACHE_MAX_BYTES", value_name = "CACHE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_max_bytes: u64,
 
-    /// Newest orders loaded into the cache at start, before the service reports ready.
+    /// Newest orders loaded into the cache at start, in the background: the service is ready
+    /// before it ends, and answers what it has not reached yet from the database.
     #[arg(
         long,
         env = "CACHE_PRELOAD",

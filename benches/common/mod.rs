@@ -71,3 +71,16 @@ pub fn drop_database(admin_url: &str, db: &str) {
         ])
         .status();
 }
+
+/// The resident memory (VmRSS) of process `pid`, in MiB; 0 when it cannot be read.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

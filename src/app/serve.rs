@@ -1,8 +1,9 @@
 //! `order-svc serve`: ingest from Kafka and the HTTP API in one process (or either half,
 //! with `--role`).
 //!
-//! Start: HTTP answers at once (liveness), readiness waits for the database, the cache
-//! preload and the consumer. Shutdown order: stop polling and finish (or abandon) the
+//! Start: HTTP answers at once (liveness), readiness waits for the database and the
+//! consumer; the cache preload runs beside it (lookups it has not reached yet go to the
+//! database), and `/readyz` says whether it is done. Shutdown order: stop polling and finish (or abandon) the
 //! batches in hand, commit what is durable, flush the dead-letter producer, then drain HTTP.
 
 use std::sync::Arc;

@@ -287,9 +287,13 @@ impl Serve {
         http_get(self.http_port, path, &[]).await.map(|(s, _, _)| s)
     }
 
+    /// Ready, and the cache preload done where there is one: the state the tests start from
+    /// (readiness itself does not wait for the preload).
     pub async fn wait_ready(&self) {
-        wait_for(60, "serve to report ready", || async {
-            (self.status("/readyz").await == Some(200)).then_some(())
+        wait_for(60, "serve to report ready and its cache warm", || async {
+            let (status, _, body) = http_get(self.http_port, "/readyz", &[]).await?;
+            let body: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            (status == 200 && body["cache"] != "warming").then_some(())
         })
         .await;
     }

@@ -425,6 +425,17 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn readiness_names_what_is_missing_and_whether_the_cache_still_warms() {
+        let (status, _, body) = get("/readyz", &[]).await;
+        assert_eq!(status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "not_ready", "reasons": ["database unreachable"], "cache": "warming"})
+        );
+    }
+
+    #[actix_web::test]
     async fn each_answer_of_the_lookup_service_has_its_status_and_code() {
         let (status, headers, body) = get("/order/cached", &[]).await;
         assert_eq!(status, 200);

@@ -29,13 +29,28 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Ready: database reachable, cache preloaded, consumer running (each where it applies).
+/// Ready: database reachable, consumer running (where it applies). Where there is a cache,
+/// `cache` says whether its preload still runs: `warming` (lookups it has not reached yet go
+/// to the database) or `warm`.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let problems = state.readiness.problems();
-    if problems.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+    let readiness = &state.readiness;
+    let problems = readiness.problems();
+    let mut body = if problems.is_empty() {
+        json!({"status": "ready"})
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "not_ready", "reasons": problems}))
+        json!({"status": "not_ready", "reasons": problems})
+    };
+    if readiness.warms_cache() {
+        body["cache"] = json!(if readiness.cache_warming() {
+            "warming"
+        } else {
+            "warm"
+        });
+    }
+    if problems.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

@@ -47,6 +47,11 @@ JOIN deliveries d USING (order_uid)
 JOIN payments p USING (order_uid)
 "#;
 
+/// The lookup of one order by its uid (`$1`), as JSON. Public so that a benchmark can run
+/// the same statement alone, as its baseline.
+pub static FIND_ORDER_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE o.order_uid = $1", select_from("orders")));
+
 /// [`SELECT_ORDER_JSON`] over `orders`: the table, or a subquery that picks some of it.
 fn select_from(orders: &str) -> String {
     SELECT_ORDER_JSON.replace("{orders}", orders)
@@ -92,9 +97,7 @@ impl OrderReader for PgStore {
     async fn find(&self, uid: &OrderUid) -> Result<Option<StoredOrder>, StoreError> {
         self.timed(Op::Find, async {
             let mut client = self.conn().await?;
-            static FIND: LazyLock<String> =
-                LazyLock::new(|| format!("{} WHERE o.order_uid = $1", select_from("orders")));
-            let sql = FIND.as_str();
+            let sql = FIND_ORDER_SQL.as_str();
             let statement = client.prepare_cached(sql).await.map_err(db_error)?;
             let row = client
                 .query_opt(&statement, &[&uid.as_str()])
