@@ -15,7 +15,8 @@
 //!
 //! Settings (environment): BENCH_STORED (1000000), BENCH_PRELOAD (100000), BENCH_RUNS (3),
 //! BENCH_SECONDS (10), BENCH_RATE (5000), BENCH_CONNECTIONS (32), BENCH_KEEP (keep the
-//! database), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
+//! database), BENCH_BIN (another `order-svc` binary to measure), BENCH_ENV (extra `NAME=value` settings for serve, space-separated),
+//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -61,7 +62,10 @@ async fn bench() -> anyhow::Result<()> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let db = format!("bench_cold_{id}");
     let url = common::database_url(&admin_url, &db);
-    let bin = env!("CARGO_BIN_EXE_order-svc");
+    // BENCH_BIN: another order-svc binary to measure (an older commit's), the same database.
+    let bin_path =
+        std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_order-svc").to_owned());
+    let bin = bin_path.as_str();
     common::migrated(bin, &url)?;
     let result = async {
         let started = Instant::now();
@@ -111,6 +115,8 @@ async fn bench() -> anyhow::Result<()> {
                     ],
                 )?;
                 let (ready, warm) = serve.wait_ready_and_warm(spawned).await?;
+                // The cache gauges are refreshed every 2 s.
+                tokio::time::sleep(Duration::from_millis(2100)).await;
                 let text = get_text(serve.addr, "/metrics").await.unwrap_or_default();
                 println!(
                     "{run:<5} {name:<26} {:>9.3} {:>11.3} {:>9} {:>9.1}",
@@ -216,7 +222,11 @@ fn pgbench(url: &str, stored: usize, seconds: u64) -> anyhow::Result<f64> {
         format!(
             "\\set n random(0, {})\n{};\n",
             stored - 1,
-            FIND_ORDER_SQL.replace("$1", "lpad(:n::text, 15, '0') || 'test'")
+            // pgbench reads `:MI` and `:SS` in the time format as its variables: the colons
+            // are written as chr(58), which PostgreSQL folds into a constant when planning.
+            FIND_ORDER_SQL
+                .replace("HH24:MI:SS", "HH24' || chr(58) || 'MI' || chr(58) || 'SS")
+                .replace("$1", "lpad(CAST(:n AS text), 15, '0') || 'test'")
         ),
     )?;
     // jit off, as serve's sessions have it.
@@ -266,6 +276,7 @@ impl Serve {
         for (k, v) in env {
             command.env(k, v);
         }
+        command.envs(common::bench_env()?);
         Ok(Self {
             child: command.spawn()?,
             addr,

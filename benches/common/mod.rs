@@ -84,3 +84,17 @@ pub fn rss_mib(pid: u32) -> f64 {
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
+
+/// BENCH_ENV: extra `NAME=value` settings for the measured `serve`, space-separated (to
+/// try a setting without a rebuild).
+pub fn bench_env() -> anyhow::Result<Vec<(String, String)>> {
+    std::env::var("BENCH_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("BENCH_ENV: {pair} is not NAME=value"))
+        })
+        .collect()
+}
