@@ -15,8 +15,8 @@
 //!
 //! Settings (environment): BENCH_STORED (1000000), BENCH_PRELOAD (100000), BENCH_RUNS (3),
 //! BENCH_SECONDS (10), BENCH_RATE (5000), BENCH_CONNECTIONS (32), BENCH_KEEP (keep the
-//! database), BENCH_BIN (another `order-svc` binary to measure), BENCH_ENV (extra `NAME=value` settings for serve, space-separated),
-//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
+//! database), BENCH_BIN (another `order-svc` binary to measure), BENCH_ENV (extra
+//! `NAME=value` settings for serve, space-separated), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

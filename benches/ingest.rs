@@ -9,7 +9,8 @@
 //! a ratio to that run's COPY; the summary is the median of the runs' ratios.
 //!
 //! Settings (environment): BENCH_ORDERS (200000), BENCH_RUNS (3), BENCH_INVALID_RATE (0.1),
-//! BENCH_COPY_CONNECTIONS (3), TEST_DATABASE_URL, TEST_KAFKA_BROKERS, and BENCH_BIN: another
+//! BENCH_COPY_CONNECTIONS (3), BENCH_ENV (extra `NAME=value` settings for serve,
+//! space-separated), TEST_DATABASE_URL, TEST_KAFKA_BROKERS, and BENCH_BIN: another
 //! `order-svc` binary to run instead of this build's (an older commit's, to compare before
 //! and after a change). Run through `cargo bench`; under `cargo test` it only says it was
 //! skipped.
@@ -242,6 +243,7 @@ async fn drain_with_serve(
         .env("INGEST_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES.to_string())
         .env("HTTP_ADDR", addr.to_string())
         .env("RUST_LOG", "warn")
+        .envs(common::bench_env()?)
         .stdout(Stdio::null())
         .spawn()?;
     let client = db.client().await?;

@@ -109,15 +109,7 @@ async fn bench() -> anyhow::Result<()> {
         let bytes = mib.parse::<u64>()? * 1024 * 1024;
         command.env("CACHE_MAX_BYTES", bytes.to_string());
     }
-    for pair in std::env::var("BENCH_ENV")
-        .unwrap_or_default()
-        .split_whitespace()
-    {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("BENCH_ENV: {pair} is not NAME=value"))?;
-        command.env(name, value);
-    }
+    command.envs(common::bench_env()?);
     let serve = Serve(command.spawn()?);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let result = run(&s, &serve, addr, &brokers, &topic).await;

@@ -8,8 +8,8 @@
 //! same ingest with the cache off (CACHE_MAX_BYTES=0), which is what the rest of the process
 //! holds.
 //!
-//! Settings (environment): BENCH_ORDERS (200000), BENCH_CACHE_MIB (128),
-//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
+//! Settings (environment): BENCH_ORDERS (200000), BENCH_CACHE_MIB (128), BENCH_ENV (extra
+//! `NAME=value` settings for serve, space-separated), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -131,6 +131,7 @@ impl Run {
             .env("CACHE_MAX_BYTES", max_bytes.to_string())
             .env("CACHE_PRELOAD", preload.to_string())
             .env("RUST_LOG", "warn")
+            .envs(common::bench_env()?)
             .spawn()?;
         Ok(Serve { child, port })
     }
