@@ -13,8 +13,10 @@
 //! - a plain Kafka consumer of the same topic (assigned, no group, serve's fetch wait)
 //!   records the time from `x-produced-at` to receiving each message: the broker's own
 //!   produce-to-consume time, the **baseline** for produce to visible;
-//! - cached lookups run at BENCH_LOOKUP_RATE per second (wrk2-style, from each request's
-//!   scheduled start) over the warm orders: **lookups while ingesting**. Their baseline is
+//! - lookups run at BENCH_LOOKUP_RATE per second (wrk2-style, from each request's scheduled
+//!   start) over the BENCH_LOOKUP_WINDOW most recent orders known to be visible (the newest
+//!   warm ones, then the sampled ones as they appear), which stay cached however long the
+//!   run: **lookups while ingesting**. Their baseline is
 //!   the same load for BENCH_BASELINE_SECONDS before the stream starts (no ingest).
 //!
 //! Every BENCH_REPORT_SECONDS a line gives the resident memory of `serve`, what is stored and
@@ -23,16 +25,16 @@
 //!
 //! Settings (environment): BENCH_SECONDS (60), BENCH_ORDER_RATE (1000), BENCH_LOOKUP_RATE
 //! (5000), BENCH_WARM_ORDERS (20000), BENCH_SAMPLE (10), BENCH_BASELINE_SECONDS (20),
-//! BENCH_REPORT_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_CACHE_MIB (unset: serve's
-//! default), BENCH_ENV (extra `NAME=value` settings for serve, space-separated),
-//! TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
+//! BENCH_REPORT_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_LOOKUP_WINDOW (5000),
+//! BENCH_CACHE_MIB (unset: serve's default), BENCH_ENV (extra `NAME=value` settings for
+//! serve, space-separated), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -174,12 +176,20 @@ async fn run(
         anyhow::ensure!(matches!(d, Ok(Ok(_))), "a warm order was not delivered");
     }
     wait_stored(addr, s.warm as f64, Duration::from_secs(300)).await?;
-    let uids = Arc::new(uids);
+    // The lookups ask for recent orders: the newest warm ones at first, then each sampled
+    // order once it has answered 200, BENCH_LOOKUP_WINDOW of them at a time, so that they
+    // stay within the cache however long the run (a soak turns the cache over many times).
+    let window: usize = env_or("BENCH_LOOKUP_WINDOW", 5000usize).clamp(1, uids.len());
+    let recent = Arc::new(Mutex::new(Recent {
+        uids: uids[uids.len() - window..].to_vec(),
+        next: 0,
+    }));
     let lookups = {
-        let uids = uids.clone();
+        let recent = recent.clone();
         move |i: u64| {
-            let n = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % uids.len();
-            format!("/order/{}", uids[n])
+            let recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+            let n = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % recent.uids.len();
+            format!("/order/{}", recent.uids[n])
         }
     };
     println!(
@@ -218,7 +228,13 @@ async fn run(
                 .enable_all()
                 .build()?
                 .block_on(produce(
-                    order_rate, sample, seconds, &publisher, generator, addr, queued,
+                    order_rate,
+                    sample,
+                    seconds,
+                    &publisher,
+                    generator,
+                    addr,
+                    (queued, recent),
                 ))
         })
     };
@@ -322,6 +338,20 @@ async fn run(
     Ok(())
 }
 
+/// The uids the lookups choose from: a ring of the most recent visible ones.
+struct Recent {
+    uids: Vec<String>,
+    next: usize,
+}
+
+impl Recent {
+    fn push(&mut self, uid: String) {
+        let n = self.uids.len();
+        self.uids[self.next % n] = uid;
+        self.next += 1;
+    }
+}
+
 /// What the stream saw.
 struct Stream {
     failed: u64,
@@ -349,7 +379,7 @@ async fn produce(
     publisher: &OrderPublisher,
     mut generator: Generator,
     addr: SocketAddr,
-    queued: Arc<AtomicU64>,
+    (queued, recent): (Arc<AtomicU64>, Arc<Mutex<Recent>>),
 ) -> anyhow::Result<Stream> {
     // Ticks of 10 ms, as `order-svc produce` sends.
     let tick = Duration::from_millis(10);
@@ -393,8 +423,12 @@ async fn produce(
                     n += 1;
                     if n.is_multiple_of(sample) {
                         counts.borrow_mut().polling += 1;
-                        let (counts, visible, pool) =
-                            (counts.clone(), visible.clone(), pool.clone());
+                        let (counts, visible, pool, recent) = (
+                            counts.clone(),
+                            visible.clone(),
+                            pool.clone(),
+                            recent.clone(),
+                        );
                         tokio::task::spawn_local(async move {
                             let path = format!("/order/{uid}");
                             let seen = poll(addr, &path, sent, &pool).await;
@@ -404,6 +438,7 @@ async fn produce(
                                 Some(d) => {
                                     let _ =
                                         visible.borrow_mut().record(d.as_micros().max(1) as u64);
+                                    recent.lock().unwrap_or_else(|e| e.into_inner()).push(uid);
                                 }
                                 None => c.not_visible += 1,
                             }
