@@ -97,7 +97,7 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 /// as soon as a message arrives, so there this only bounds idle round trips; a broker that
 /// holds the fetch for the whole wait (tansu does) adds up to this much to every message's
 /// way. librdkafka's 500 ms made the median time from produce to visible 179 ms here; 25 ms
-/// makes it 36 ms (`just bench-live`).
+/// makes it about 40 ms (`just bench-live`).
 pub const FETCH_WAIT_MAX_MS: &str = "25";
 
 pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
@@ -114,8 +114,8 @@ pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
         // memory stays with the process after a backlog. 16 MiB keeps a backlog's drain as
         // fast (`just bench-ingest`) once a full queue postpones the next fetch by 20 ms
         // instead of a whole second (fetch.queue.backoff.ms), which is what halved it when
-        // only the queue was lowered; `just bench-memory`: 223 MiB instead of 280 with a
-        // full 128 MiB cache filled by ingest.
+        // only the queue was lowered; `just bench-memory`: 223–226 MiB instead of 280 with
+        // a full 128 MiB cache filled by ingest.
         ("queued.max.messages.kbytes", "16384"),
         ("fetch.queue.backoff.ms", "20"),
     ];
