@@ -40,15 +40,7 @@ fn uid(n: usize) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("cold benchmark skipped: run it with `just bench-cold`");
-        return Ok(());
-    }
-    // One thread for the load: the other core is the server's.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(bench())
+    common::main_on_one_thread("cold", "just bench-cold", bench)
 }
 
 async fn bench() -> anyhow::Result<()> {

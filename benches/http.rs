@@ -18,15 +18,7 @@ use common::load::{closed_loop, fixed_rate, get_text, metric};
 use common::{env_or, migrated};
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("http benchmark skipped: run it with `just bench-http`");
-        return Ok(());
-    }
-    // One thread for the load: the other core is the server's.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(bench())
+    common::main_on_one_thread("http", "just bench-http", bench)
 }
 
 async fn bench() -> anyhow::Result<()> {

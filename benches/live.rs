@@ -51,16 +51,8 @@ use common::env_or;
 use common::load::{Conn, fixed_rate, get_text, metric};
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("live benchmark skipped: run it with `just bench-live` or `just soak`");
-        return Ok(());
-    }
-    // One thread for the load: the other core is the server's (and the broker's, and
-    // PostgreSQL's).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(bench())
+    // The lookups' thread; the stream gets one of its own.
+    common::main_on_one_thread("live", "just bench-live` or `just soak", bench)
 }
 
 struct Settings {

@@ -98,3 +98,23 @@ pub fn bench_env() -> anyhow::Result<Vec<(String, String)>> {
         })
         .collect()
 }
+
+/// A benchmark's `main`: under `cargo bench`, runs `bench` on one thread (the load's: the other
+/// core is the server's); under `cargo test`, only says how to run it.
+pub fn main_on_one_thread<F>(
+    name: &str,
+    command: &str,
+    bench: impl FnOnce() -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("{name} benchmark skipped: run it with `{command}`");
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
