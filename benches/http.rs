@@ -4,6 +4,9 @@
 //! loop for the most requests per second. Baseline in the same run, against the same server:
 //! `/__bench/fixed`, a fixed body of the orders' mean size with no lookup behind it.
 //!
+//! Then the same routes under oha (`cargo install oha`) at 10 000 and 25 000 req/s with
+//! `--latency-correction`, when it is installed.
+//!
 //! Settings (environment): BENCH_ORDERS (100000), BENCH_RATE (10000), BENCH_SECONDS (10),
 //! BENCH_CONNECTIONS (64), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
@@ -110,6 +113,7 @@ async fn bench() -> anyhow::Result<()> {
             100.0 * orders_max / base_max,
             rows[0].2.0.value_at_quantile(0.99) as f64 / 1000.0,
             rows[1].2.0.value_at_quantile(0.99) as f64 / 1000.0);
+        oha(addr, &uids, connections, seconds)?;
         Ok(())
     }
     .await;
@@ -120,4 +124,82 @@ async fn bench() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&file);
     common::drop_database(&admin_url, &db);
     result
+}
+
+/// The same two routes under oha (an outside fixed-rate tool, `cargo install oha`), at 10 000
+/// and 25 000 req/s with `--latency-correction` (latency from each request's scheduled
+/// start): the orders over random cached uids (`--urls-from-file`), the baseline its fixed
+/// body. Skipped, saying so, when oha is not installed.
+fn oha(addr: SocketAddr, uids: &[String], connections: usize, seconds: u64) -> anyhow::Result<()> {
+    if Command::new("oha").arg("--version").output().is_err() {
+        println!("oha not found: `cargo install oha` to measure with it too");
+        return Ok(());
+    }
+    let urls =
+        std::env::temp_dir().join(format!("bench-http-urls-{}", uuid::Uuid::new_v4().simple()));
+    let picks = (0..100_000u64)
+        .map(|i| {
+            format!(
+                "http://{addr}/order/{}\n",
+                uids[(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % uids.len()]
+            )
+        })
+        .collect::<String>();
+    std::fs::write(&urls, picks)?;
+    println!();
+    println!("oha, --latency-correction, {connections} connections, {seconds} s each:");
+    println!(
+        "{:<9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>9}",
+        "route", "rate", "got req/s", "p50 ms", "p99 ms", "p99.9 ms", "non-200"
+    );
+    for rate in [10_000u64, 25_000] {
+        for route in ["orders", "baseline"] {
+            let mut command = Command::new("oha");
+            command
+                .args([
+                    "--no-tui",
+                    "--output-format",
+                    "json",
+                    "--latency-correction",
+                ])
+                .args([
+                    "-z",
+                    &format!("{seconds}s"),
+                    "-q",
+                    &rate.to_string(),
+                    "-c",
+                    &connections.to_string(),
+                ]);
+            if route == "orders" {
+                command.arg("--urls-from-file").arg(&urls);
+            } else {
+                command.arg(format!("http://{addr}/__bench/fixed"));
+            }
+            let out = command.output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "oha failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let ms =
+                |q: &str| report["latencyPercentiles"][q].as_f64().unwrap_or(f64::NAN) * 1000.0;
+            let total: f64 = report["statusCodeDistribution"]
+                .as_object()
+                .map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
+            let ok = report["statusCodeDistribution"]["200"]
+                .as_f64()
+                .unwrap_or(0.0);
+            println!(
+                "{route:<9} {rate:>10} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>9}",
+                report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+                ms("p50"),
+                ms("p99"),
+                ms("p99.9"),
+                total - ok
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&urls);
+    Ok(())
 }
