@@ -50,21 +50,10 @@ async fn bench() -> anyhow::Result<()> {
     let mean_size = text.len() / orders.max(1);
     migrated(bin, &url)?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut serve = Command::new(bin)
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("KAFKA_BROKERS", &brokers)
-        .env("KAFKA_TOPIC", &topic)
-        .env("KAFKA_DLQ_TOPIC", format!("{topic}.dlq"))
-        .env("KAFKA_GROUP_ID", &topic)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+    let addr = common::free_addr()?;
+    let mut serve = common::serve_command(bin, &url, &topic, addr)
         .env("HTTP_BENCH_FIXED_BYTES", mean_size.to_string())
-        .env("RUST_LOG", "warn")
         .spawn()?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let result = async {
         let status = Command::new(bin)
             .args(["produce", "--rps", "1000000", "--file"])

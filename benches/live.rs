@@ -86,26 +86,14 @@ async fn bench() -> anyhow::Result<()> {
     let topic = format!("bench-live-{id}");
     common::migrated(bin, &url)?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut command = Command::new(bin);
-    command
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("KAFKA_BROKERS", &brokers)
-        .env("KAFKA_TOPIC", &topic)
-        .env("KAFKA_DLQ_TOPIC", format!("{topic}.dlq"))
-        .env("KAFKA_GROUP_ID", &topic)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn");
+    let addr = common::free_addr()?;
+    let mut command = common::serve_command(bin, &url, &topic, addr);
     if let Ok(mib) = std::env::var("BENCH_CACHE_MIB") {
         let bytes = mib.parse::<u64>()? * 1024 * 1024;
         command.env("CACHE_MAX_BYTES", bytes.to_string());
     }
     command.envs(common::bench_env()?);
     let serve = Serve(command.spawn()?);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let result = run(&s, &serve, addr, &brokers, &topic).await;
     drop(serve);
     common::drop_database(&admin_url, &db);

@@ -118,3 +118,25 @@ where
         .build()?
         .block_on(bench())
 }
+
+/// A free local address for `serve`'s HTTP.
+pub fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `bin serve` on the database at `url` and on `topic` (its dead letters on `{topic}.dlq`,
+/// its group named after it), answering on `addr`, logging warnings only. The caller adds
+/// its own settings, then BENCH_ENV's.
+pub fn serve_command(bin: &str, url: &str, topic: &str, addr: std::net::SocketAddr) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("KAFKA_BROKERS", brokers())
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_DLQ_TOPIC", format!("{topic}.dlq"))
+        .env("KAFKA_GROUP_ID", topic)
+        .env("HTTP_ADDR", addr.to_string())
+        .env("RUST_LOG", "warn");
+    command
+}
