@@ -2,7 +2,8 @@
 # schemathesis against the OpenAPI document of a running `serve` that holds real orders (the
 # canonical order, whose uid is the document's example, and generated ones), so that its
 # requests reach real lookups, not only 404s. Every check: no server error, every status,
-# header and body as documented, 405 with Allow for undocumented methods.
+# header and body as documented, 405 with Allow for undocumented methods (what the document
+# cannot state: scripts/schemathesis.toml).
 #
 #   scripts/fuzz-http.sh [MAX_EXAMPLES]   (needs PostgreSQL and the tests' broker: just test-services)
 set -euo pipefail
@@ -48,5 +49,5 @@ done
 curl -fsS "http://127.0.0.1:$port/order/b563feb7b2b84b6test" >/dev/null ||
   { echo "fuzz-http: the canonical order was not stored" >&2; exit 1; }
 
-schemathesis run "http://127.0.0.1:$port/openapi.json" \
+schemathesis --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
   --checks all --max-examples "$examples" --seed 1 --workers 2

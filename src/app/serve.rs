@@ -21,6 +21,7 @@ use crate::adapters::kafka::{self, consumer};
 use crate::adapters::postgres::metrics::PoolName;
 use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::Role;
+use crate::domain::browse::Browser;
 use crate::domain::health::Readiness;
 use crate::domain::ingest::Ingest;
 use crate::domain::lookup::Lookup;
@@ -127,7 +128,15 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         metrics_addr: http.metrics_addr,
         workers: http.workers,
     };
-    let mut server = http::start(listen, lookup, readiness.clone(), metrics, bench_fixed)?;
+    let browse = Arc::new(Browser::new(store.clone()));
+    let mut server = http::start(
+        listen,
+        lookup,
+        browse,
+        readiness.clone(),
+        metrics,
+        bench_fixed,
+    )?;
     tracing::info!(addr = %server.addr, ?role, "serving HTTP");
     if let Some((addr, _)) = &server.metrics {
         tracing::info!(%addr, "serving /metrics on its own address");

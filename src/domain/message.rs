@@ -113,6 +113,8 @@ pub struct DeadLetter<'a> {
     pub reason: DeadLetterReason,
     /// At most [`MAX_DETAIL_BYTES`], control characters escaped: it travels in a header.
     pub detail: String,
+    /// The order uid the payload holds, when it is readable enough to find one.
+    pub order_uid: Option<String>,
 }
 
 /// Headers the dead-letter topic adds to each message. Incoming headers with the prefix are
@@ -145,8 +147,29 @@ impl<'a> DeadLetter<'a> {
             id: message.id(),
             reason,
             detail: printable_detail(detail),
+            order_uid: uid_in(message.payload()),
         }
     }
+}
+
+/// Payloads larger than this are not searched for a uid (a dead letter's record only).
+const MAX_PEEK_BYTES: usize = 4 << 20;
+
+/// The `order_uid` of a payload that is JSON enough to hold a valid one at its top level,
+/// whatever else is wrong with it.
+pub fn uid_in(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        order_uid: Option<serde_json::Value>,
+    }
+    if payload.len() > MAX_PEEK_BYTES {
+        return None;
+    }
+    let peek: Peek = serde_json::from_slice(payload).ok()?;
+    let uid = peek.order_uid?.as_str()?.to_owned();
+    super::order::OrderUid::parse(uid)
+        .ok()
+        .map(|u| u.as_str().to_owned())
 }
 
 impl DeadLetter<'_> {

@@ -2,6 +2,7 @@
 //! The core: orders, their rules, and the use cases. It knows nothing of Kafka, PostgreSQL,
 //! caches or HTTP; adapters reach it through the traits in [`ports`].
 
+pub mod browse;
 pub mod health;
 pub mod ingest;
 pub mod lookup;

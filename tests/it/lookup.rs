@@ -344,7 +344,7 @@ async fn openapi_describes_the_real_responses() {
 /// Checks `value` against the schema at `at` in the OpenAPI document with a real JSON
 /// Schema validator (formats and patterns included; OpenAPI 3.0 schemas are draft 4's
 /// dialect). A missing schema or a dangling `$ref` fails.
-fn conforms(spec: &Value, at: &[&str], value: &Value, path: &str) {
+pub fn conforms(spec: &Value, at: &[&str], value: &Value, path: &str) {
     let errors = violations(spec, at, value, path);
     assert!(
         errors.is_empty(),
@@ -372,6 +372,7 @@ fn violations(spec: &Value, at: &[&str], value: &Value, path: &str) -> Vec<Strin
         .collect();
     // The whole document is the root, so that `#/components/...` references resolve.
     let mut root = spec.clone();
+    nullable_as_json_schema(&mut root);
     root["$ref"] = Value::String(format!("#{pointer}"));
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
@@ -382,6 +383,22 @@ fn violations(spec: &Value, at: &[&str], value: &Value, path: &str) -> Vec<Strin
         .iter_errors(value)
         .map(|e| format!("{e} (at {})", e.instance_path))
         .collect()
+}
+
+/// OpenAPI 3.0's `nullable: true` beside a `type`, as draft 4 says it: the type or null.
+fn nullable_as_json_schema(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            if map.remove("nullable") == Some(Value::Bool(true))
+                && let Some(Value::String(t)) = map.get("type").cloned()
+            {
+                map.insert("type".into(), serde_json::json!([t, "null"]));
+            }
+            map.values_mut().for_each(nullable_as_json_schema);
+        }
+        Value::Array(items) => items.iter_mut().for_each(nullable_as_json_schema),
+        _ => {}
+    }
 }
 
 /// A row written before the date rule existed (or by another writer) cannot be read back as

@@ -1,12 +1,20 @@
-//! `GET /order/{order_uid}`: the order as it arrived, with `ETag`, `X-Cache` and 304s.
+//! The JSON API: `GET /order/{order_uid}` (the order as it arrived, with `ETag`, `X-Cache`
+//! and 304s; a 404 names the uid's rejections), `GET /orders` (summaries, newest first,
+//! searchable) and `GET /rejections` (dead-letter records).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
+use serde_json::{Map, Value, json};
+
 use super::AppState;
 use super::errors::ApiError;
+use crate::domain::browse::{Criterion, Field, PageRequest, Search};
 use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
+
+/// Rejections shown with a 404 at most; `GET /rejections?uid=` lists them all.
+const REJECTIONS_WITH_404: usize = 20;
 
 pub const ORDER_CACHE_CONTROL: &str = "private, max-age=86400, immutable";
 
@@ -29,7 +37,11 @@ async fn answer(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let uid = OrderUid::parse(uid).map_err(|_| ApiError::InvalidUid)?;
-    let (view, source) = state.lookup.find(&uid).await?;
+    let (view, source) = match state.lookup.find(&uid).await.map_err(ApiError::from) {
+        Ok(found) => found,
+        Err(ApiError::NotFound) => return Ok(not_stored(state, uid).await),
+        Err(e) => return Err(e),
+    };
     let etag = format!("\"{}\"", view.etag);
     let x_cache = match source {
         Source::Cache => "hit",
@@ -63,4 +75,108 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
                 .map(str::trim)
                 .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == etag)
         })
+}
+
+/// The 404 of a uid never stored, with `rejected`: what the dead-letter records say of it
+/// (empty when nothing was set aside, or when the records cannot be read right now).
+async fn not_stored(state: &AppState, uid: OrderUid) -> HttpResponse {
+    let page = PageRequest {
+        limit: Some(REJECTIONS_WITH_404.to_string()),
+        before: None,
+    };
+    let rejected: Vec<Value> = match state.browse.rejections(Some(uid), page).await {
+        Ok(page) => page
+            .items
+            .into_iter()
+            .map(|r| json!({"at": r.at, "reason": r.reason, "detail": r.detail}))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the rejections of a uid not found");
+            Vec::new()
+        }
+    };
+    let mut extra = Map::new();
+    extra.insert("rejected".into(), Value::Array(rejected));
+    ApiError::NotFound.response_with(extra)
+}
+
+/// The query's parameters as pairs, each named at most once.
+fn pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|_| ApiError::InvalidQuery("the query string does not decode".into()))?
+        .into_inner();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::InvalidQuery(format!("{name} is given twice")));
+        }
+    }
+    Ok(pairs)
+}
+
+/// `GET /orders`'s parameters: the page (`limit`, `before`), then `q` (a search box value,
+/// tried as every field it may be) or the fields by name (all must match).
+pub fn order_query(query: &str) -> Result<(Search, PageRequest), ApiError> {
+    let mut search = Search::default();
+    let mut page = PageRequest::default();
+    for (name, value) in pairs(query)? {
+        match name.as_str() {
+            "limit" => page.limit = Some(value),
+            "before" => page.before = Some(value),
+            "q" => search.any = Search::guess(&value).map_err(ApiError::InvalidQuery)?.any,
+            _ => {
+                let field = Field::SEARCHABLE
+                    .into_iter()
+                    .find(|f| f.param() == name)
+                    .ok_or_else(|| ApiError::InvalidQuery(format!("unknown parameter {name}")))?;
+                let value = field.normalise(&value).map_err(ApiError::InvalidQuery)?;
+                search.all.push(Criterion { field, value });
+            }
+        }
+    }
+    Ok((search, page))
+}
+
+/// `GET /orders`: order summaries, newest first, a keyset page at a time.
+pub async fn list_orders(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    super::guarded("list_orders", async {
+        let answer = async {
+            let (search, page) = order_query(req.query_string())?;
+            Ok::<_, ApiError>(state.browse.orders(search, page).await?)
+        };
+        match answer.await {
+            Ok(page) => HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(page),
+            Err(e) => e.error_response(),
+        }
+    })
+    .await
+}
+
+/// `GET /rejections`: dead-letter records, newest first; `uid` keeps those of one order.
+pub async fn list_rejections(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    super::guarded("list_rejections", async {
+        let answer = async {
+            let mut uid = None;
+            let mut page = PageRequest::default();
+            for (name, value) in pairs(req.query_string())? {
+                match name.as_str() {
+                    "limit" => page.limit = Some(value),
+                    "before" => page.before = Some(value),
+                    "uid" => uid = Some(OrderUid::parse(value).map_err(|_| ApiError::InvalidUid)?),
+                    _ => {
+                        return Err(ApiError::InvalidQuery(format!("unknown parameter {name}")));
+                    }
+                }
+            }
+            Ok(state.browse.rejections(uid, page).await?)
+        };
+        match answer.await {
+            Ok(page) => HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(page),
+            Err(e) => e.error_response(),
+        }
+    })
+    .await
 }

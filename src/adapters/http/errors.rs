@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::domain::browse::BrowseError;
 use crate::domain::lookup::LookupError;
 use crate::domain::order::MAX_ID_LEN;
 
@@ -14,6 +15,9 @@ pub enum ApiError {
     InvalidUid,
     #[error("no order with this uid")]
     NotFound,
+    /// A query parameter is wrong; the text says which and how.
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("no such resource")]
     NoRoute,
     #[error("method not allowed")]
@@ -33,6 +37,7 @@ impl ApiError {
         match self {
             Self::InvalidUid => "invalid_uid",
             Self::NotFound | Self::NoRoute => "not_found",
+            Self::InvalidQuery(_) => "invalid_query",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UriTooLong => "uri_too_long",
             Self::Unavailable => "unavailable",
@@ -62,10 +67,26 @@ impl From<LookupError> for ApiError {
     }
 }
 
+impl From<BrowseError> for ApiError {
+    fn from(e: BrowseError) -> Self {
+        match e {
+            BrowseError::Invalid(why) => Self::InvalidQuery(why),
+            BrowseError::Unavailable(detail) => {
+                tracing::warn!(%detail, "browse failed: store unavailable");
+                Self::Unavailable
+            }
+            BrowseError::Internal(detail) => {
+                tracing::error!(%detail, "browse failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidUid => StatusCode::BAD_REQUEST,
+            Self::InvalidUid | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -75,6 +96,13 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.response_with(serde_json::Map::new())
+    }
+}
+
+impl ApiError {
+    /// The error's JSON with `extra` members after `error` and `message`.
+    pub fn response_with(&self, extra: serde_json::Map<String, serde_json::Value>) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header(("Cache-Control", "no-store"));
         if matches!(self, Self::MethodNotAllowed) {
@@ -83,6 +111,10 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable) {
             response.insert_header(("Retry-After", "5"));
         }
-        response.json(json!({"error": self.code(), "message": self.to_string()}))
+        let mut body = json!({"error": self.code(), "message": self.to_string()});
+        if let Some(members) = body.as_object_mut() {
+            members.extend(extra);
+        }
+        response.json(body)
     }
 }

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 pub use errors::ApiError;
 
+use crate::domain::browse::Browse;
 use crate::domain::health::Readiness;
 use crate::domain::lookup::FindOrder;
 
@@ -35,6 +36,7 @@ const MAX_PATH: usize = 512;
 /// What the handlers share.
 pub struct AppState {
     pub lookup: Arc<dyn FindOrder>,
+    pub browse: Arc<dyn Browse>,
     pub readiness: Arc<Readiness>,
     pub templates: tera::Tera,
 }
@@ -73,6 +75,7 @@ pub struct Listen {
 pub fn start(
     listen: Listen,
     lookup: Arc<dyn FindOrder>,
+    browse: Arc<dyn Browse>,
     readiness: Arc<Readiness>,
     metrics: RenderMetrics,
     bench_fixed: Option<bytes::Bytes>,
@@ -89,6 +92,7 @@ pub fn start(
     let exporter = web::Data::new(metrics.clone());
     let state = web::Data::new(AppState {
         lookup,
+        browse,
         readiness,
         templates: pages::templates()?,
     });
@@ -147,6 +151,8 @@ fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     ops::routes(cfg, with_metrics);
     // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
     cfg.service(readable("/order/{order_uid:.*}", api::get_order))
+        .service(readable("/orders", api::list_orders))
+        .service(readable("/rejections", api::list_rejections))
         .service(readable("/orders/{order_uid:.*}", pages::order_page))
         .service(readable("/", pages::index))
         .service(readable("/static/{file}", pages::static_file))
@@ -366,8 +372,12 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::domain::browse::{
+        Browser, Criterion, OrderIndex, OrderSummary, RejectionRecord, Search,
+    };
     use crate::domain::lookup::{Found, LookupError, OrderView, Source};
     use crate::domain::order::{ContentHash, OrderUid};
+    use crate::domain::ports::{Position, StoreError};
 
     const MODEL: &[u8] = include_bytes!("../../../tests/data/model.json");
 
@@ -390,9 +400,158 @@ mod tests {
         }
     }
 
+    /// Echoes what it was asked in the summary it returns (the criteria in `customer_id`,
+    /// the cursor's uid in `city`), so a test sees what reached the store; `rejected1` has
+    /// one dead-letter record; a search for `down` finds the store unavailable.
+    #[derive(Clone)]
+    struct FakeIndex;
+
+    impl OrderIndex for FakeIndex {
+        async fn summaries(
+            &self,
+            search: &Search,
+            before: Option<&Position>,
+            limit: usize,
+        ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+            let said = |c: &Criterion| format!("{}={}", c.field.param(), c.value);
+            let all: Vec<String> = search.all.iter().map(said).collect();
+            let any: Vec<String> = search.any.iter().map(said).collect();
+            if search
+                .any
+                .iter()
+                .chain(&search.all)
+                .any(|c| c.value == "down")
+            {
+                return Err(StoreError::Unavailable(anyhow::anyhow!("refused")));
+            }
+            let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            Ok((0..limit.min(3))
+                .map(|i| {
+                    let uid = OrderUid::parse(format!("o{i}")).unwrap();
+                    let summary = OrderSummary {
+                        order_uid: uid.to_string(),
+                        date_created: at,
+                        stored_at: at,
+                        customer_id: format!("all:{} any:{}", all.join(","), any.join(",")),
+                        name: format!("limit {limit}"),
+                        city: before.map(|p| p.uid.to_string()).unwrap_or_default(),
+                        amount: 1817,
+                        currency: "USD".into(),
+                        items: 1,
+                    };
+                    (Position { stored_at: at, uid }, summary)
+                })
+                .collect())
+        }
+
+        async fn rejections(
+            &self,
+            uid: Option<&OrderUid>,
+            _: Option<i64>,
+            _: usize,
+        ) -> Result<Vec<RejectionRecord>, StoreError> {
+            let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            Ok(match uid.map(OrderUid::as_str) {
+                Some("rejected1") => vec![RejectionRecord {
+                    id: 7,
+                    at,
+                    reason: "invalid".into(),
+                    detail: "delivery.phone: must be an E.164 phone number".into(),
+                    order_uid: Some("rejected1".into()),
+                    key: Some("rejected1".into()),
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 12,
+                    message_time: Some(at),
+                }],
+                _ => Vec::new(),
+            })
+        }
+    }
+
+    async fn json(path: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = get(path, &[]).await;
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn a_uid_never_stored_but_rejected_says_why() {
+        let (status, body) = json("/order/rejected1").await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"], "not_found");
+        assert_eq!(
+            body["rejected"],
+            serde_json::json!([{"at": "2023-11-14T22:13:20Z", "reason": "invalid",
+                "detail": "delivery.phone: must be an E.164 phone number"}])
+        );
+        assert_eq!(
+            json("/order/nosuch").await.1["rejected"],
+            serde_json::json!([])
+        );
+        let (status, body) = json("/rejections?uid=rejected1").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["items"][0]["offset"], 12);
+        assert_eq!(body["items"][0]["key"], "rejected1");
+        assert_eq!(
+            json("/rejections?uid=bad-uid").await.1["error"],
+            "invalid_uid"
+        );
+        assert_eq!(json("/rejections?reason=x").await.0, 400);
+    }
+
+    #[actix_web::test]
+    async fn browsing_takes_searches_and_pages_and_refuses_what_it_cannot_use() {
+        let (status, body) = json("/orders").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["items"][0]["customer_id"], "all: any:");
+        assert_eq!(
+            body["items"][0]["name"], "limit 51",
+            "one more than the page"
+        );
+        assert!(body["next"].is_null(), "3 rows fit a page of 50: {body}");
+        let (_, body) = json("/orders?limit=2").await;
+        let next = body["next"].as_str().expect("a next page").to_owned();
+        assert_eq!(body["items"].as_array().unwrap().len(), 2);
+        let (_, older) = json(&format!("/orders?limit=2&before={next}")).await;
+        assert_eq!(
+            older["items"][0]["city"], "o1",
+            "the cursor names the last row shown"
+        );
+        // Phone and e-mail reach the store normalised; named fields must all match.
+        let (_, body) = json("/orders?phone=%2B972%20000-0000&email=A%40B.example").await;
+        assert_eq!(
+            body["items"][0]["customer_id"],
+            "all:phone=+9720000000,email=a@b.example any:"
+        );
+        let (_, body) = json("/orders?q=x%40y.z").await;
+        assert_eq!(
+            body["items"][0]["customer_id"],
+            "all: any:email=x@y.z,customer_id=x@y.z"
+        );
+        for bad in [
+            "/orders?limit=0",
+            "/orders?limit=201",
+            "/orders?limit=x",
+            "/orders?before=zz",
+            "/orders?phone=12",
+            "/orders?email=nobody",
+            "/orders?track_number=a-b",
+            "/orders?track_number=%20abc",
+            "/orders?customer_id=",
+            "/orders?colour=red",
+            "/orders?limit=1&limit=2",
+        ] {
+            let (status, body) = json(bad).await;
+            assert_eq!(status, 400, "{bad}: {body}");
+            assert_eq!(body["error"], "invalid_query", "{bad}: {body}");
+        }
+        assert_eq!(json("/orders?customer_id=down").await.0, 503);
+    }
+
     async fn get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Bytes) {
         let state = web::Data::new(AppState {
             lookup: Arc::new(Fake),
+            browse: Arc::new(Browser::new(FakeIndex)),
             readiness: Arc::new(Readiness::new(true, false)),
             templates: pages::templates().unwrap(),
         });

@@ -1,5 +1,8 @@
 //! The dead-letter ledger: which messages were already sent to the dead-letter topic, so
-//! that a replay sends none twice. It lives beside the orders, in the `dead_letters` table.
+//! that a replay sends none twice, and what identifies each (key, order uid, time) for the
+//! people who ask why an order never arrived. It lives beside the orders, in `dead_letters`.
+
+use chrono::{DateTime, Utc};
 
 use super::metrics::Op;
 use super::pool::{PgStore, db_error};
@@ -15,8 +18,10 @@ JOIN dead_letters d
 "#;
 
 const RECORD_DEAD_LETTERS: &str = r#"
-INSERT INTO dead_letters (topic, partition, "offset", payload_hash, reason, detail)
-SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[], $5::text[], $6::text[])
+INSERT INTO dead_letters (topic, partition, "offset", payload_hash, reason, detail,
+                          message_key, order_uid, message_time)
+SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[], $5::text[], $6::text[],
+                     $7::bytea[], $8::text[], $9::timestamptz[])
 ON CONFLICT DO NOTHING
 "#;
 
@@ -52,11 +57,32 @@ impl DeadLetterLedger for PgStore {
                 .iter()
                 .map(|l| l.detail.replace('\0', "\\0"))
                 .collect();
+            let keys: Vec<Option<&[u8]>> =
+                letters.iter().map(|l| l.message.key.as_deref()).collect();
+            let uids: Vec<Option<&str>> = letters.iter().map(|l| l.order_uid.as_deref()).collect();
+            let times: Vec<Option<DateTime<Utc>>> = letters
+                .iter()
+                .map(|l| {
+                    l.message
+                        .timestamp_ms
+                        .and_then(DateTime::from_timestamp_millis)
+                })
+                .collect();
             let mut client = self.conn().await?;
             client
                 .execute(
                     RECORD_DEAD_LETTERS,
-                    &[&topics, &partitions, &offsets, &hashes, &reasons, &details],
+                    &[
+                        &topics,
+                        &partitions,
+                        &offsets,
+                        &hashes,
+                        &reasons,
+                        &details,
+                        &keys,
+                        &uids,
+                        &times,
+                    ],
                 )
                 .await
                 .map_err(db_error)?;

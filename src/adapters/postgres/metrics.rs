@@ -59,13 +59,18 @@ pub enum Op {
     RecordDeadLetters,
     Find,
     Latest,
+    Browse,
+    Rejections,
     Ping,
 }
 
 impl Op {
     /// Calls a person waits for.
     pub fn is_lookup(self) -> bool {
-        matches!(self, Self::Find | Self::Ping)
+        matches!(
+            self,
+            Self::Find | Self::Browse | Self::Rejections | Self::Ping
+        )
     }
 }
 
@@ -77,6 +82,8 @@ impl Label for Op {
             Self::RecordDeadLetters,
             Self::Find,
             Self::Latest,
+            Self::Browse,
+            Self::Rejections,
             Self::Ping,
         ]
     }
@@ -88,6 +95,8 @@ impl Label for Op {
             Self::RecordDeadLetters => "record_dead_letters",
             Self::Find => "find",
             Self::Latest => "latest",
+            Self::Browse => "browse",
+            Self::Rejections => "rejections",
             Self::Ping => "ping",
         }
     }

@@ -1,7 +1,8 @@
 //! PostgreSQL: the URL and its TLS ([`url`]), connections and the pool ([`pool`]), the
 //! embedded migrations, the order store's batch write ([`store`]), the dead-letter ledger
-//! ([`ledger`]) and reads for lookup ([`reader`]).
+//! ([`ledger`]), reads for lookup ([`reader`]) and for people without a uid ([`browse`]).
 
+pub mod browse;
 pub mod ledger;
 pub mod metrics;
 pub mod migrations;

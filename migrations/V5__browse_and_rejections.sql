@@ -1,0 +1,25 @@
+-- Finding orders without their uid, and telling why an order never arrived.
+--
+-- Browse: the newest orders first walk orders_ingested_at_uid_idx backwards (V4). Search:
+-- one index per field people arrive with, each an exact match.
+-- * phone: the gate admits only E.164 ('+' and digits), so the stored value is already the
+--   normal form; a search normalises its input to the same form (src/domain/browse.rs).
+-- * e-mail: stored as it arrived (an order is returned unchanged), found by its lower case.
+--   COLLATE "C" lowers ASCII letters only, whatever the database's locale, the same as the
+--   search's own normalisation (to_ascii_lowercase).
+CREATE INDEX orders_track_number_idx ON orders (track_number);
+CREATE INDEX orders_customer_id_idx ON orders (customer_id);
+CREATE INDEX payments_transaction_idx ON payments (transaction);
+CREATE INDEX deliveries_phone_idx ON deliveries (phone);
+CREATE INDEX deliveries_email_lower_idx ON deliveries (lower(email COLLATE "C"));
+
+-- Every dead letter says what identifies it: the message key (any bytes), the order uid when
+-- the payload was readable enough to hold one, and the original message's time. `id` orders
+-- the records as they were written, for listing newest first.
+ALTER TABLE dead_letters
+    ADD COLUMN id           bigint GENERATED ALWAYS AS IDENTITY,
+    ADD COLUMN message_key  bytea,
+    ADD COLUMN order_uid    text,
+    ADD COLUMN message_time timestamptz;
+CREATE UNIQUE INDEX dead_letters_id_idx ON dead_letters (id);
+CREATE INDEX dead_letters_order_uid_idx ON dead_letters (order_uid, id) WHERE order_uid IS NOT NULL;

@@ -1,0 +1,187 @@
+//! Reads for people without a uid: order summaries newest first, restricted by exact
+//! matches on indexed fields (migrations/V5), and the dead-letter records.
+//!
+//! Every criterion becomes `o.order_uid IN (SELECT order_uid FROM <table> WHERE <col> = $n)`
+//! (or a plain comparison on `orders` itself), so each is answered by its index and the page
+//! is cut by the keyset `(ingested_at, order_uid) < cursor` on orders_ingested_at_uid_idx.
+//! The statement text depends only on which fields are asked for, never on their values.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::metrics::Op;
+use super::pool::{PgStore, db_error};
+use crate::domain::browse::{Field, OrderIndex, OrderSummary, RejectionRecord, Search};
+use crate::domain::order::OrderUid;
+use crate::domain::ports::{Position, StoreError};
+
+/// The uids of orders whose `field` equals `$n`.
+fn matching(field: Field, n: usize) -> String {
+    match field {
+        Field::Uid => format!("SELECT order_uid FROM orders WHERE order_uid = ${n}"),
+        Field::TrackNumber => format!("SELECT order_uid FROM orders WHERE track_number = ${n}"),
+        Field::CustomerId => format!("SELECT order_uid FROM orders WHERE customer_id = ${n}"),
+        Field::Transaction => format!("SELECT order_uid FROM payments WHERE transaction = ${n}"),
+        Field::Phone => format!("SELECT order_uid FROM deliveries WHERE phone = ${n}"),
+        Field::Email => {
+            format!(r#"SELECT order_uid FROM deliveries WHERE lower(email COLLATE "C") = ${n}"#)
+        }
+    }
+}
+
+/// The statement for `search` with a cursor or without, and its parameters' values in order.
+fn statement<'a>(search: &'a Search, before: Option<&'a Position>) -> (String, Vec<&'a str>) {
+    let mut values: Vec<&str> = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    for c in &search.all {
+        values.push(&c.value);
+        conditions.push(format!(
+            "o.order_uid IN ({})",
+            matching(c.field, values.len())
+        ));
+    }
+    if !search.any.is_empty() {
+        let mut union = Vec::new();
+        for c in &search.any {
+            values.push(&c.value);
+            union.push(matching(c.field, values.len()));
+        }
+        conditions.push(format!("o.order_uid IN ({})", union.join(" UNION ")));
+    }
+    let n = values.len();
+    if before.is_some() {
+        conditions.push(format!(
+            "(o.ingested_at, o.order_uid) < (${}::timestamptz, ${}::text)",
+            n + 1,
+            n + 2
+        ));
+    }
+    let limit = if before.is_some() { n + 3 } else { n + 1 };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT o.ingested_at, o.order_uid, o.date_created, o.customer_id, d.name, d.city, \
+                p.amount, p.currency, \
+                (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid) \
+         FROM orders o JOIN deliveries d USING (order_uid) JOIN payments p USING (order_uid) \
+         {filter} ORDER BY o.ingested_at DESC, o.order_uid DESC LIMIT ${limit}"
+    );
+    (sql, values)
+}
+
+fn summary(row: &Row) -> Result<(Position, OrderSummary), StoreError> {
+    let raw: String = row.get(1);
+    let uid = OrderUid::parse(raw.clone()).map_err(|e| StoreError::Unreadable {
+        uid: raw.clone(),
+        why: e.to_string(),
+    })?;
+    let stored_at: DateTime<Utc> = row.get(0);
+    let summary = OrderSummary {
+        order_uid: raw,
+        date_created: row.get(2),
+        stored_at,
+        customer_id: row.get(3),
+        name: row.get(4),
+        city: row.get(5),
+        amount: row.get(6),
+        currency: row.get(7),
+        items: row.get(8),
+    };
+    Ok((Position { stored_at, uid }, summary))
+}
+
+/// Dead-letter records newest first: of one uid (on dead_letters_order_uid_idx), or all (on
+/// dead_letters_id_idx). Two statements, not one with `$1 IS NULL OR ...`, whose generic plan
+/// could use neither index.
+const REJECTIONS_OF: &str = r#"
+SELECT id, sent_at, reason, detail, order_uid, message_key, topic, partition, "offset",
+       message_time
+FROM dead_letters WHERE order_uid = $1 AND id < $2 ORDER BY id DESC LIMIT $3
+"#;
+const REJECTIONS_ALL: &str = r#"
+SELECT id, sent_at, reason, detail, order_uid, message_key, topic, partition, "offset",
+       message_time
+FROM dead_letters WHERE id < $1 ORDER BY id DESC LIMIT $2
+"#;
+
+fn rejection(row: &Row) -> RejectionRecord {
+    let key: Option<Vec<u8>> = row.get(5);
+    RejectionRecord {
+        id: row.get(0),
+        at: row.get(1),
+        reason: row.get(2),
+        detail: row.get(3),
+        order_uid: row.get(4),
+        key: key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+        topic: row.get(6),
+        partition: row.get(7),
+        offset: row.get(8),
+        message_time: row.get(9),
+    }
+}
+
+impl OrderIndex for PgStore {
+    async fn summaries(
+        &self,
+        search: &Search,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+        self.timed(Op::Browse, async {
+            let (sql, values) = statement(search, before);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let before_uid = before.map(|p| p.uid.as_str());
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            if let (Some(p), Some(uid)) = (before, before_uid.as_ref()) {
+                params.push(&p.stored_at);
+                params.push(uid);
+            }
+            params.push(&limit);
+            let mut client = self.conn().await?;
+            let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+            let rows = client.query(&statement, &params).await.map_err(db_error)?;
+            client.keep();
+            rows.iter().map(summary).collect()
+        })
+        .await
+    }
+
+    async fn rejections(
+        &self,
+        uid: Option<&OrderUid>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RejectionRecord>, StoreError> {
+        self.timed(Op::Rejections, async {
+            let before = before.unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut client = self.conn().await?;
+            let rows = match uid {
+                Some(uid) => {
+                    let statement = client
+                        .prepare_cached(REJECTIONS_OF)
+                        .await
+                        .map_err(db_error)?;
+                    let uid = uid.as_str();
+                    client.query(&statement, &[&uid, &before, &limit]).await
+                }
+                None => {
+                    let statement = client
+                        .prepare_cached(REJECTIONS_ALL)
+                        .await
+                        .map_err(db_error)?;
+                    client.query(&statement, &[&before, &limit]).await
+                }
+            }
+            .map_err(db_error)?;
+            client.keep();
+            Ok(rows.iter().map(rejection).collect())
+        })
+        .await
+    }
+}
