@@ -54,6 +54,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Publish orders to Kafka at a steady rate.
     Produce(ProduceArgs),
+    /// Send dead letters back to the orders topic (after a rule change or a fix upstream):
+    /// the original key, payload and headers; --dry-run shows what would go.
+    Redrive(RedriveArgs),
     /// Create the database if needed and apply the embedded SQL migrations.
     Migrate(MigrateArgs),
     /// Write generated orders as JSON lines or a JSON array, some of them invalid on purpose.
@@ -399,6 +402,39 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// The orders topic (KAFKA_TOPIC) is where the letters are sent back to.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// The dead-letter topic to read, from its beginning to where it ends when the run starts.
+    #[arg(
+        long,
+        env = "KAFKA_DLQ_TOPIC",
+        value_name = "KAFKA_DLQ_TOPIC",
+        default_value = "orders.dlq"
+    )]
+    pub kafka_dlq_topic: String,
+
+    /// Send back only letters set aside for these reasons (comma-separated: too_large,
+    /// malformed, schema, invalid, inconsistent, conflict). Default: every reason.
+    #[arg(long, value_name = "REASON", value_delimiter = ',', value_parser = parse_reason)]
+    pub reason: Vec<String>,
+
+    /// Only letters set aside at or after this time (RFC 3339, such as 2026-12-02T12:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Only letters set aside before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Print what would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ProduceArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -504,6 +540,26 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(_) => Err("must be a number above 0 and at most 1000000".into()),
         Err(_) => Err("must be a number, such as 5 or 0.5".into()),
     }
+}
+
+/// A dead-letter reason code.
+pub fn parse_reason(s: &str) -> Result<String, String> {
+    use crate::domain::message::DeadLetterReason;
+    let codes: Vec<&str> = DeadLetterReason::all()
+        .map(DeadLetterReason::code)
+        .collect();
+    if codes.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("must be one of {}", codes.join(", ")))
+    }
+}
+
+/// A point in time, RFC 3339.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .map_err(|_| "must be a time in RFC 3339 form, such as 2026-12-02T12:00:00Z".into())
 }
 
 /// A share from 0 to 1.

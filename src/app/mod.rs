@@ -4,6 +4,7 @@ pub mod generate;
 pub mod healthcheck;
 pub mod migrate;
 pub mod produce;
+pub mod redrive;
 pub mod serve;
 
 use anyhow::Context;
@@ -18,6 +19,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         Settings::Migrate(s) => runtime()?.block_on(migrate::run(s)),
         Settings::Serve(s) => runtime()?.block_on(serve::run(s)),
         Settings::Produce(s) => runtime()?.block_on(produce::run(s)),
+        Settings::Redrive(s) => runtime()?.block_on(redrive::run(s)),
         Settings::Healthcheck(s) => runtime()?.block_on(healthcheck::run(s)),
         Settings::Show(text) => {
             print!("{text}");

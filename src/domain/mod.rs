@@ -10,6 +10,7 @@ pub mod message;
 pub mod metrics;
 pub mod order;
 pub mod ports;
+pub mod redrive;
 pub mod rules;
 pub mod validate;
 

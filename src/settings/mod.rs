@@ -19,7 +19,7 @@ use crate::adapters::kafka::consumer::ConsumerSettings;
 use crate::adapters::postgres::url::DatabaseUrl;
 use crate::cli::{
     Cli, Command, DatabaseArgs, EndpointIdentification, GenerateArgs, GeneratorArgs, KafkaArgs,
-    LogFormat, MigrateArgs, OutputFormat, ProduceArgs, Role, SaslMechanism, ServeArgs,
+    LogFormat, MigrateArgs, OutputFormat, ProduceArgs, RedriveArgs, Role, SaslMechanism, ServeArgs,
 };
 use crate::domain::ingest::IngestPolicy;
 use crate::generate::GenerateOptions;
@@ -32,6 +32,7 @@ pub use sources::{ParseError, Parsed, Property, parse};
 pub enum Settings {
     Serve(ServeSettings),
     Produce(ProduceSettings),
+    Redrive(RedriveSettings),
     Migrate(MigrateSettings),
     Generate(GenerateSettings),
     /// `order-svc config`, `completions`, `man`: the text to print.
@@ -87,6 +88,9 @@ impl Invocation {
             Command::Serve(args) => Settings::Serve(ServeSettings::new(args, &kafka_properties)?),
             Command::Produce(args) => {
                 Settings::Produce(ProduceSettings::new(args, &kafka_properties)?)
+            }
+            Command::Redrive(args) => {
+                Settings::Redrive(RedriveSettings::new(args, &kafka_properties)?)
             }
             Command::Migrate(args) => Settings::Migrate(MigrateSettings::new(args)?),
             Command::Generate(args) => Settings::Generate(GenerateSettings::new(args)?),
@@ -418,6 +422,42 @@ pub struct ProduceSettings {
     pub rps: f64,
     pub count: Option<u64>,
     pub source: OrderSource,
+}
+
+#[derive(Debug)]
+pub struct RedriveSettings {
+    /// `topic` is the orders topic: where letters go back to.
+    pub kafka: KafkaSettings,
+    pub dlq_topic: String,
+    pub selection: crate::domain::redrive::Selection,
+    pub dry_run: bool,
+}
+
+impl RedriveSettings {
+    pub fn new(args: RedriveArgs, properties: &[Property]) -> anyhow::Result<Self> {
+        let kafka = KafkaSettings::new(&args.kafka, properties)?;
+        if args.kafka_dlq_topic == kafka.topic {
+            bail!(
+                "KAFKA_DLQ_TOPIC is the orders topic `{}`: name the dead-letter topic to read",
+                kafka.topic
+            );
+        }
+        if let (Some(since), Some(until)) = (args.since, args.until)
+            && since >= until
+        {
+            bail!("--since ({since}) must be before --until ({until})");
+        }
+        Ok(Self {
+            kafka,
+            dlq_topic: args.kafka_dlq_topic,
+            selection: crate::domain::redrive::Selection {
+                reasons: args.reason,
+                since: args.since,
+                until: args.until,
+            },
+            dry_run: args.dry_run,
+        })
+    }
 }
 
 /// Where `produce` takes its orders from.

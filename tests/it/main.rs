@@ -16,6 +16,7 @@ mod migrate;
 mod operate;
 mod own;
 mod proxy;
+mod redrive;
 mod roundtrip;
 mod settings;
 mod silent;

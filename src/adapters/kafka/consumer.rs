@@ -159,7 +159,7 @@ fn owned(message: &BorrowedMessage<'_>) -> InboundMessage {
 /// Every header, in order. rdkafka's `try_get` unwraps the name's UTF-8 conversion, so a
 /// name that is not UTF-8 (legal on the wire) panics inside it: that one header is kept as
 /// [`UNREADABLE_HEADER_NAME`] without a value, and counted.
-fn copy_headers(headers: &BorrowedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
+pub(super) fn copy_headers(headers: &BorrowedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
     (0..headers.count())
         .filter_map(|i| {
             let copy = || {

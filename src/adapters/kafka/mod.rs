@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod dead_letters;
 pub mod metrics;
 pub mod producer;
+pub mod redrive;
 
 use std::time::Duration;
 

@@ -1,0 +1,124 @@
+//! `order-svc redrive`: the dead-letter topic read to its end, the selected letters sent
+//! back to the orders topic as their originals, a line per letter sent (or that would be,
+//! with `--dry-run`), and a summary. Exits non-zero when a send failed.
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use crate::adapters::kafka::redrive::{DeadLetterReader, Resender};
+use crate::domain::redrive::{Redrive, Resend, Summary, Verdict};
+use crate::settings::RedriveSettings;
+
+pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
+    let kafka = &settings.kafka;
+    let mut reader = DeadLetterReader::open(&kafka.connection, &settings.dlq_topic)?;
+    let resender = if settings.dry_run {
+        None
+    } else {
+        Some(Resender::new(&kafka.connection, &kafka.topic)?)
+    };
+    let mut redrive = Redrive::new(settings.selection.clone());
+    let mut summary = Summary::default();
+    let mut deliveries = FuturesUnordered::new();
+    while let Some(letter) = reader.next().await? {
+        summary.read += 1;
+        let resend = match redrive.judge(letter) {
+            Verdict::Send(resend) => resend,
+            skipped => {
+                if let Verdict::Truncated(origin) = &skipped {
+                    println!("skipped {origin}: truncated, the original is not in the letter");
+                }
+                summary.skipped(&skipped);
+                continue;
+            }
+        };
+        let Some(resender) = &resender else {
+            println!("would send {}", describe(&resend));
+            continue;
+        };
+        match resender.send(&resend).await {
+            Ok(delivery) => deliveries.push(async move { (delivery.await, resend) }),
+            Err(e) => {
+                eprintln!("failed {}: {e}", describe(&resend));
+                summary.failed += 1;
+            }
+        }
+        // Reports as they come, so that the memory held is what is in flight.
+        while let Some(Some((report, resend))) = futures::FutureExt::now_or_never(deliveries.next())
+        {
+            count(report, &resend, &mut summary);
+        }
+    }
+    while let Some((report, resend)) = deliveries.next().await {
+        count(report, &resend, &mut summary);
+    }
+    if let Some(resender) = &resender {
+        resender.flush();
+    }
+    let Summary {
+        read,
+        sent,
+        failed,
+        not_selected,
+        truncated,
+        repeated,
+        foreign,
+    } = summary;
+    let verb = if settings.dry_run {
+        "would send"
+    } else {
+        "sent"
+    };
+    let would = if settings.dry_run {
+        read - not_selected - truncated - repeated - foreign
+    } else {
+        sent
+    };
+    println!(
+        "read {read} dead letters from {}: {verb} {would} to {}, failed {failed}; skipped \
+         {not_selected} not selected, {truncated} truncated, {repeated} repeated, {foreign} \
+         without an origin",
+        settings.dlq_topic, kafka.topic
+    );
+    if failed > 0 {
+        // Running again is safe: what this run sent arrives again as an exact copy, which
+        // ingest counts as a duplicate and stores once.
+        anyhow::bail!("{failed} letter(s) could not be sent back; run again to retry them");
+    }
+    Ok(())
+}
+
+fn describe(resend: &Resend) -> String {
+    let key = resend.key.as_deref().map_or_else(
+        || "none".to_owned(),
+        |k| String::from_utf8_lossy(k).into_owned(),
+    );
+    format!(
+        "{} ({}), key {key}, {} bytes",
+        resend.origin,
+        resend.reason,
+        resend.payload.as_ref().map_or(0, Vec::len)
+    )
+}
+
+type Report = Result<
+    rdkafka::producer::future_producer::OwnedDeliveryResult,
+    futures::channel::oneshot::Canceled,
+>;
+
+fn count(report: Report, resend: &Resend, summary: &mut Summary) {
+    match report {
+        Ok(Ok(_)) => {
+            println!("sent {}", describe(resend));
+            summary.sent += 1;
+        }
+        Ok(Err((e, _))) => {
+            eprintln!("failed {}: {e}", describe(resend));
+            summary.failed += 1;
+        }
+        Err(_) => {
+            eprintln!("failed {}: the producer went away", describe(resend));
+            summary.failed += 1;
+        }
+    }
+}
