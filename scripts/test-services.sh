@@ -40,3 +40,9 @@ psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -Atc \
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'order-svc-it-*' -mmin +120 -exec rm -rf {} + 2>/dev/null || true
 
 scripts/tansu.sh start "${brokers##*:}" "$state"
+
+# axe-core for the browser test's accessibility checks (npm, pinned by tests/axe/package-lock.json).
+if [ ! -f tests/axe/node_modules/axe-core/axe.min.js ]; then
+  command -v npm >/dev/null || { echo "npm is not installed: apt-get install npm (axe-core for the UI test)" >&2; exit 1; }
+  npm ci --prefix tests/axe --silent --no-audit --no-fund
+fi

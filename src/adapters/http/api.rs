@@ -101,7 +101,7 @@ async fn not_stored(state: &AppState, uid: OrderUid) -> HttpResponse {
 }
 
 /// The query's parameters as pairs, each named at most once.
-fn pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|_| ApiError::InvalidQuery("the query string does not decode".into()))?
         .into_inner();

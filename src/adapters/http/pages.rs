@@ -4,12 +4,13 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context as _;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::AppState;
 use super::errors::ApiError;
+use crate::domain::browse::{BrowseError, OrderSummary, PageRequest, Search};
 use crate::domain::order::{Order, OrderUid};
 
 /// The templates, parsed once. Tera escapes every value in `.html` templates.
@@ -19,6 +20,14 @@ pub fn templates() -> anyhow::Result<Tera> {
         ("base.html", include_str!("../../../templates/base.html")),
         ("index.html", include_str!("../../../templates/index.html")),
         ("order.html", include_str!("../../../templates/order.html")),
+        (
+            "missing.html",
+            include_str!("../../../templates/missing.html"),
+        ),
+        (
+            "rejected.html",
+            include_str!("../../../templates/rejected.html"),
+        ),
         (
             "message.html",
             include_str!("../../../templates/message.html"),
@@ -42,6 +51,21 @@ fn page(tera: &Tera, status: StatusCode, name: &str, context: &Context) -> HttpR
     }
 }
 
+fn page_with(
+    tera: &Tera,
+    status: StatusCode,
+    name: &str,
+    context: &Context,
+    cache_control: &'static str,
+) -> HttpResponse {
+    let mut response = page(tera, status, name, context);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(cache_control),
+    );
+    response
+}
+
 pub fn message_page(tera: &Tera, status: StatusCode, heading: &str, message: &str) -> HttpResponse {
     let mut context = Context::new();
     context.insert("heading", heading);
@@ -57,14 +81,146 @@ pub fn message_page(tera: &Tera, status: StatusCode, heading: &str, message: &st
     page(tera, status, "message.html", &context)
 }
 
+/// `GET /`: the newest orders (a page at a time, `before`), or those matching `q` (what a
+/// search box holds; `uid` is read as `q`, for older links). Without script it is the whole
+/// search; with it, the script loads these same pages in place.
 pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    super::guarded("index", render_index(req, &state)).await
+}
+
+async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
+    let tera = &state.templates;
+    let mut q = String::new();
+    let mut page = PageRequest::default();
+    let pairs = match super::api::pairs(req.query_string()) {
+        Ok(pairs) => pairs,
+        Err(e) => {
+            return message_page(tera, StatusCode::BAD_REQUEST, "Bad request", &e.to_string());
+        }
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "q" | "uid" => q = value.trim().to_owned(),
+            "before" => page.before = Some(value),
+            _ => {}
+        }
+    }
+    let search = match Search::guess(&q) {
+        Ok(search) => search,
+        Err(why) => {
+            return message_page(
+                tera,
+                StatusCode::BAD_REQUEST,
+                "Cannot search for this",
+                &why,
+            );
+        }
+    };
+    let live = q.is_empty() && page.before.is_none();
+    let found = match state.browse.orders(search, page).await {
+        Ok(found) => found,
+        Err(BrowseError::Invalid(why)) => {
+            return message_page(tera, StatusCode::BAD_REQUEST, "Bad request", &why);
+        }
+        Err(BrowseError::Unavailable(_)) => return unavailable(tera),
+        Err(e) => {
+            tracing::error!(error = %e, "browse failed");
+            return went_wrong(tera);
+        }
+    };
+    let rows: Vec<SummaryRow> = found.items.iter().map(SummaryRow::from).collect();
+    // A uid with no order may have been set aside: say why.
+    let rejected = match OrderUid::parse(q.clone()) {
+        Ok(uid) if rows.is_empty() => rejections(state, uid).await,
+        _ => Vec::new(),
+    };
     let mut context = Context::new();
-    let uid =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.get("uid").cloned());
-    context.insert("uid", &uid);
-    page(&state.templates, StatusCode::OK, "index.html", &context)
+    context.insert("q", &q);
+    context.insert("rows", &rows);
+    context.insert("rejected", &rejected);
+    context.insert("next", &found.next);
+    context.insert("live", &live);
+    page_with(tera, StatusCode::OK, "index.html", &context, "no-store")
+}
+
+/// One line of a list of orders, formatted as every page formats it.
+#[derive(Serialize)]
+struct SummaryRow {
+    uid: String,
+    created: String,
+    customer: String,
+    name: String,
+    city: String,
+    amount: String,
+    items: i64,
+}
+
+impl From<&OrderSummary> for SummaryRow {
+    fn from(s: &OrderSummary) -> Self {
+        Self {
+            uid: s.order_uid.clone(),
+            created: minutes(&s.date_created),
+            customer: s.customer_id.clone(),
+            name: s.name.clone(),
+            city: s.city.clone(),
+            amount: money(s.amount, &s.currency),
+            items: s.items,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RejectedRow {
+    at: String,
+    reason: String,
+    detail: String,
+}
+
+/// The dead-letter records of a uid never stored, newest first (none when they cannot be
+/// read: the page then says only that the order is not there).
+async fn rejections(state: &AppState, uid: OrderUid) -> Vec<RejectedRow> {
+    let page = PageRequest {
+        limit: Some("20".into()),
+        before: None,
+    };
+    match state.browse.rejections(Some(uid), page).await {
+        Ok(page) => page
+            .items
+            .into_iter()
+            .map(|r| RejectedRow {
+                at: minutes(&r.at),
+                reason: r.reason,
+                detail: r.detail,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the rejections of a uid not found");
+            Vec::new()
+        }
+    }
+}
+
+/// A time as every page shows it: to the minute, in UTC, the zone named.
+fn minutes(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn unavailable(tera: &Tera) -> HttpResponse {
+    message_page(
+        tera,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service unavailable",
+        "The order store cannot be reached right now. Try again in a moment.",
+    )
+}
+
+fn went_wrong(tera: &Tera) -> HttpResponse {
+    message_page(
+        tera,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The order could not be shown.",
+    )
 }
 
 #[derive(Serialize)]
@@ -77,9 +233,18 @@ struct ItemRow {
     total: String,
 }
 
-/// `1817` in `USD` as `1,817 USD`.
+/// An amount with as many decimals as its currency has minor units (ISO 4217): `1817` in
+/// `USD` as `1,817.00 USD`, in `JPY` as `1,817 JPY`, in `KWD` as `1,817.000 KWD`.
 fn money(amount: impl Into<i128>, currency: &str) -> String {
     let amount: i128 = amount.into();
+    let decimals = iso_currency::Currency::from_code(currency)
+        .and_then(|c| c.exponent())
+        .unwrap_or(0);
+    let fraction = if decimals == 0 {
+        String::new()
+    } else {
+        format!(".{}", "0".repeat(usize::from(decimals)))
+    };
     let digits = amount.unsigned_abs().to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -89,7 +254,7 @@ fn money(amount: impl Into<i128>, currency: &str) -> String {
         grouped.push(c);
     }
     let sign = if amount < 0 { "-" } else { "" };
-    format!("{sign}{grouped} {currency}")
+    format!("{sign}{grouped}{fraction} {currency}")
 }
 
 pub async fn order_page(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
@@ -109,40 +274,20 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
     let view = match state.lookup.find(&uid).await.map_err(ApiError::from) {
         Ok((view, _)) => view,
         Err(ApiError::NotFound) => {
-            return message_page(
-                tera,
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "No order has this uid. Check it and try again.",
-            );
+            let rejected = rejections(state, uid.clone()).await;
+            let mut context = Context::new();
+            context.insert("uid", uid.as_str());
+            context.insert("rejected", &rejected);
+            return page(tera, StatusCode::NOT_FOUND, "missing.html", &context);
         }
-        Err(ApiError::Unavailable) => {
-            return message_page(
-                tera,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                "The order store cannot be reached right now. Try again in a moment.",
-            );
-        }
-        Err(_) => {
-            return message_page(
-                tera,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The order could not be shown.",
-            );
-        }
+        Err(ApiError::Unavailable) => return unavailable(tera),
+        Err(_) => return went_wrong(tera),
     };
     let order: Order = match serde_json::from_slice(&view.json) {
         Ok(order) => order,
         Err(e) => {
             tracing::error!(%uid, error = %e, "cached order does not decode");
-            return message_page(
-                tera,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The order could not be shown.",
-            );
+            return went_wrong(tera);
         }
     };
     let cur = order.payment.currency.clone();
@@ -161,10 +306,7 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
     let p = &order.payment;
     let mut context = Context::new();
     context.insert("uid", uid.as_str());
-    context.insert(
-        "created",
-        &order.date_created.format("%Y-%m-%d %H:%M UTC").to_string(),
-    );
+    context.insert("created", &minutes(&order.date_created));
     context.insert(
         "paid",
         &DateTime::from_timestamp(p.payment_dt, 0).map_or_else(
@@ -200,12 +342,14 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
 
 const APP_JS: &str = include_str!("../../../static/app.js");
 const APP_CSS: &str = include_str!("../../../static/app.css");
+const FAVICON: &str = include_str!("../../../static/favicon.svg");
 pub const OPENAPI: &str = include_str!("../../../static/openapi.json");
 
 pub async fn static_file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (body, content_type) = match path.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return Err(ApiError::NoRoute),
     };
     Ok(HttpResponse::Ok()
@@ -224,12 +368,15 @@ pub async fn openapi() -> HttpResponse {
 mod tests {
     #[test]
     fn money_groups_thousands() {
-        assert_eq!(super::money(1817, "USD"), "1,817 USD");
-        assert_eq!(super::money(0, "EUR"), "0 EUR");
-        assert_eq!(super::money(-1234567, "RUB"), "-1,234,567 RUB");
+        assert_eq!(super::money(1817, "USD"), "1,817.00 USD");
+        assert_eq!(super::money(0, "EUR"), "0.00 EUR");
+        assert_eq!(super::money(-1234567, "RUB"), "-1,234,567.00 RUB");
+        assert_eq!(super::money(1817, "JPY"), "1,817 JPY");
+        assert_eq!(super::money(1817, "KWD"), "1,817.000 KWD");
+        assert_eq!(super::money(5, "XAU"), "5 XAU", "no minor unit");
         assert_eq!(
             super::money(2 * i128::from(i64::MAX), "USD"),
-            "18,446,744,073,709,551,614 USD"
+            "18,446,744,073,709,551,614.00 USD"
         );
     }
 }
