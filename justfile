@@ -87,6 +87,12 @@ bench-memory: test-services
 bench-cold: test-services
     cargo bench --bench cold
 
+# Browse and search with 1 000 000 orders stored: the newest page, an older page and each
+# search, closed loop and at a fixed rate; baseline: the cached GET /order/{uid}, same run.
+[group('measure')]
+bench-browse: test-services
+    cargo bench --bench browse
+
 # A steady stream (1 000 orders/s) ingested while lookups run (5 000/s) for a minute: produce
 # to visible against the broker's own produce-to-consume time, lookups against the same load
 # without ingest, memory, errors, lag. Settings: see benches/live.rs.

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -354,15 +356,60 @@ pub trait Browse: Send + Sync + 'static {
     ) -> Answer<'a, RejectionRecord>;
 }
 
+/// How long the newest page is answered from memory: every open home page asks for it
+/// every few seconds, and each asking costs ~0.5 ms of PostgreSQL's time (`just
+/// bench-browse`); an order stored meanwhile shows up at most this late.
+pub const NEWEST_PAGE_TTL: Duration = Duration::from_secs(1);
+
+/// The newest [`MAX_LIMIT`] + 1 rows and when they were read.
+type Newest = (Instant, Arc<Vec<(Position, OrderSummary)>>);
+
 /// The browse use case over an [`OrderIndex`].
 pub struct Browser<I> {
     index: I,
+    /// The unrestricted first page, shared by every request within [`NEWEST_PAGE_TTL`]; the
+    /// lock also makes concurrent askers wait for one read instead of each reading.
+    newest: tokio::sync::Mutex<Option<Newest>>,
+    ttl: Duration,
 }
 
 impl<I: OrderIndex> Browser<I> {
     /// The use case over its port.
     pub fn new(index: I) -> Self {
-        Self { index }
+        Self::with_newest_ttl(index, NEWEST_PAGE_TTL)
+    }
+
+    /// The use case with another lifetime of the newest page (zero: always read).
+    pub fn with_newest_ttl(index: I, ttl: Duration) -> Self {
+        Self {
+            index,
+            newest: tokio::sync::Mutex::new(None),
+            ttl,
+        }
+    }
+
+    /// Up to `limit` + 1 rows: from the newest page's memory when nothing restricts them.
+    async fn rows(
+        &self,
+        search: &Search,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+        if !search.is_everything() || before.is_some() || self.ttl.is_zero() {
+            return self.index.summaries(search, before, limit + 1).await;
+        }
+        let mut newest = self.newest.lock().await;
+        let rows = match newest.as_ref() {
+            Some((read, rows)) if read.elapsed() < self.ttl => rows.clone(),
+            _ => {
+                let read = Instant::now();
+                let rows = Arc::new(self.index.summaries(search, None, MAX_LIMIT + 1).await?);
+                *newest = Some((read, rows.clone()));
+                rows
+            }
+        };
+        drop(newest);
+        Ok(rows.iter().take(limit + 1).cloned().collect())
     }
 
     async fn order_page(
@@ -378,10 +425,7 @@ impl<I: OrderIndex> Browser<I> {
             })?),
         };
         // One more than asked: whether it comes tells if there is a next page.
-        let mut rows = self
-            .index
-            .summaries(&search, before.as_ref(), limit + 1)
-            .await?;
+        let mut rows = self.rows(&search, before.as_ref(), limit).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = more
@@ -435,6 +479,115 @@ impl<I: OrderIndex> Browse for Browser<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` orders, newest first, counting the reads.
+    #[derive(Clone)]
+    struct Counted {
+        n: usize,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl OrderIndex for Counted {
+        async fn summaries(
+            &self,
+            search: &Search,
+            before: Option<&Position>,
+            limit: usize,
+        ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let at = |i: usize| DateTime::from_timestamp(1_000_000 - i as i64, 0).unwrap();
+            Ok((0..self.n)
+                .map(|i| {
+                    let uid = OrderUid::parse(format!("o{i}")).unwrap();
+                    let summary = OrderSummary {
+                        order_uid: uid.to_string(),
+                        date_created: at(i),
+                        stored_at: at(i),
+                        customer_id: format!("c{}", search.any.len()),
+                        name: String::new(),
+                        city: String::new(),
+                        amount: 1,
+                        currency: "USD".into(),
+                        items: 1,
+                    };
+                    (
+                        Position {
+                            stored_at: at(i),
+                            uid,
+                        },
+                        summary,
+                    )
+                })
+                .filter(|(p, _)| before.is_none_or(|b| p.stored_at < b.stored_at))
+                .take(limit)
+                .collect())
+        }
+
+        async fn rejections(
+            &self,
+            _: Option<&OrderUid>,
+            _: Option<i64>,
+            _: usize,
+        ) -> Result<Vec<RejectionRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_newest_page_is_read_once_per_lifetime_and_cut_to_each_limit() {
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let index = Counted {
+            n: 300,
+            reads: reads.clone(),
+        };
+        let browser = Browser::with_newest_ttl(index, Duration::from_millis(200));
+        let page = |limit: &str| PageRequest {
+            limit: Some(limit.into()),
+            before: None,
+        };
+        let first = browser.orders(Search::default(), page("50")).await.unwrap();
+        let small = browser.orders(Search::default(), page("2")).await.unwrap();
+        let all = browser
+            .orders(Search::default(), page("200"))
+            .await
+            .unwrap();
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one read"
+        );
+        assert_eq!(first.items.len(), 50);
+        assert_eq!(small.items.len(), 2);
+        assert_eq!(all.items.len(), 200);
+        assert_eq!(small.items[..], first.items[..2]);
+        // The cursor of a cut page leads on from its own last row.
+        let next = browser
+            .orders(
+                Search::default(),
+                PageRequest {
+                    limit: Some("2".into()),
+                    before: small.next,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.items[0].order_uid, "o2");
+        // A search, and an older page, are never from memory.
+        let searched = Search::guess("abc").unwrap();
+        browser.orders(searched, page("5")).await.unwrap();
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        browser.orders(Search::default(), page("5")).await.unwrap();
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "read again once old"
+        );
+        // Fewer orders than a page: no next page.
+        let few = Browser::with_newest_ttl(Counted { n: 3, reads }, Duration::from_secs(1));
+        let page = few.orders(Search::default(), page("50")).await.unwrap();
+        assert_eq!((page.items.len(), page.next), (3, None));
+    }
 
     #[test]
     fn phones_are_read_as_people_write_them() {

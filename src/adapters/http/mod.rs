@@ -551,7 +551,10 @@ mod tests {
     async fn get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Bytes) {
         let state = web::Data::new(AppState {
             lookup: Arc::new(Fake),
-            browse: Arc::new(Browser::new(FakeIndex)),
+            browse: Arc::new(Browser::with_newest_ttl(
+                FakeIndex,
+                std::time::Duration::ZERO,
+            )),
             readiness: Arc::new(Readiness::new(true, false)),
             templates: pages::templates().unwrap(),
         });
