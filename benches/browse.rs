@@ -277,6 +277,21 @@ async fn bench() -> anyhow::Result<()> {
              JOIN payments p USING (order_uid) ORDER BY o.ingested_at DESC, o.order_uid DESC LIMIT 51",
         )?;
         println!("the newest page's plan (without the item counts):\n{plan}");
+        let held = &held[held.len() / 2];
+        for (what, condition) in [
+            ("track_number", format!("track_number = '{}'", held.track)),
+            ("email", format!("lower(email COLLATE \"C\") = '{}'", held.email.to_ascii_lowercase())),
+        ] {
+            let table = if what == "email" { "deliveries" } else { "orders" };
+            let plan = psql_out(
+                &url,
+                &format!(
+                    "SET jit = off; EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY ON) \
+                     SELECT order_uid FROM {table} WHERE {condition}"
+                ),
+            )?;
+            println!("a {what} search's index lookup:\n{plan}");
+        }
         Ok(())
     }
     .await;

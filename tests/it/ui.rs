@@ -26,6 +26,11 @@ impl Drop for Driver {
 }
 
 async fn browser() -> (Driver, Client) {
+    browser_with(&[]).await
+}
+
+/// A browser with more Chromium flags.
+async fn browser_with(extra: &[&str]) -> (Driver, Client) {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -46,16 +51,25 @@ async fn browser() -> (Driver, Client) {
         uuid::Uuid::new_v4().simple()
     ));
     let mut caps = serde_json::Map::new();
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,1000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1100,1000", format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
+        json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     let client = ClientBuilder::native()
         .capabilities(caps)
@@ -389,6 +403,28 @@ async fn axe_finds_no_accessibility_violation_on_any_kind_of_page() {
             screenshot(&client, &format!("{name}{suffix}")).await;
         }
     }
+    // Dark mode (prefers-color-scheme), its contrast checked too.
+    let (_dark_driver, dark) = browser_with(&["--force-dark-mode"]).await;
+    for (name, path, ready) in pages {
+        dark.goto(&format!("{base}{path}")).await.unwrap();
+        main_text(&dark, ready).await;
+        let is_dark = dark
+            .execute(
+                "return matchMedia('(prefers-color-scheme: dark)').matches",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(is_dark, Value::Bool(true), "the browser prefers dark");
+        let violations = axe_violations(&dark).await;
+        assert!(
+            violations.is_empty(),
+            "{path} in dark mode: {violations:#?}"
+        );
+        screenshot(&dark, &format!("{name}-dark")).await;
+    }
+    dark.close().await.unwrap();
+
     // The check can fail: an image without a text alternative is a violation.
     client
         .execute(
