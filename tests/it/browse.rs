@@ -199,11 +199,11 @@ async fn orders_are_listed_newest_first_a_page_at_a_time_and_found_by_what_peopl
     );
 }
 
-#[tokio::test]
-async fn a_rejected_order_answers_404_with_why_and_its_records_say_what_identifies_it() {
-    let (db, topic) = (migrated_db(), TestTopic::create().await);
+/// A valid order, one whose amount does not add up (stored only when
+/// VALIDATION_CONSISTENCY allows), and one with a phone that is no phone.
+pub fn three_orders(seed: u64) -> [Value; 3] {
     let mut generator = Generator::new(GenerateOptions {
-        seed: 77,
+        seed,
         ..GenerateOptions::default()
     });
     let mut order = || serde_json::to_value(generator.valid_order()).unwrap();
@@ -213,7 +213,17 @@ async fn a_rejected_order_answers_404_with_why_and_its_records_say_what_identifi
         (inconsistent["payment"]["amount"].as_i64().unwrap() + 1).into();
     let mut bad_phone = order();
     bad_phone["delivery"]["phone"] = "12".into();
-    let uid = |o: &Value| o["order_uid"].as_str().unwrap().to_owned();
+    [valid, inconsistent, bad_phone]
+}
+
+pub fn uid(o: &Value) -> String {
+    o["order_uid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_rejected_order_answers_404_with_why_and_its_records_say_what_identifies_it() {
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
+    let [valid, inconsistent, bad_phone] = three_orders(77);
     let messages = vec![
         (Some(uid(&valid)), serde_json::to_vec(&valid).unwrap()),
         (

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use order_svc::generate::{GenerateOptions, Generator};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
+use crate::browse::{three_orders, uid};
 use crate::helpers::{Serve, count, http_get, migrated_db, order_svc, run, wait_for};
 use crate::kafka::{TestTopic, producer, read_topic, send_all};
 
@@ -30,18 +30,7 @@ fn redrive(topic: &TestTopic, args: &[&str], extra: &[(&str, &str)]) -> (bool, S
 #[tokio::test]
 async fn an_order_rejected_as_inconsistent_is_stored_after_the_rule_changes_and_a_redrive() {
     let (db, topic) = (migrated_db(), TestTopic::create().await);
-    let mut generator = Generator::new(GenerateOptions {
-        seed: 5,
-        ..GenerateOptions::default()
-    });
-    let mut order = || serde_json::to_value(generator.valid_order()).unwrap();
-    let valid = order();
-    let mut inconsistent = order();
-    inconsistent["payment"]["amount"] =
-        (inconsistent["payment"]["amount"].as_i64().unwrap() + 1).into();
-    let mut bad_phone = order();
-    bad_phone["delivery"]["phone"] = "12".into();
-    let uid = |o: &Value| o["order_uid"].as_str().unwrap().to_owned();
+    let [valid, inconsistent, bad_phone] = three_orders(5);
     let messages: Vec<(Option<String>, Vec<u8>)> = [&valid, &inconsistent, &bad_phone]
         .iter()
         .map(|o| (Some(uid(o)), serde_json::to_vec(o).unwrap()))

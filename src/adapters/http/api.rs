@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::errors::ApiError;
-use crate::domain::browse::{Criterion, Field, PageRequest, Search};
+use crate::domain::browse::{Criterion, Field, Page, PageRequest, Search};
 use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
 
@@ -143,14 +143,19 @@ pub async fn list_orders(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
             let (search, page) = order_query(req.query_string())?;
             Ok::<_, ApiError>(state.browse.orders(search, page).await?)
         };
-        match answer.await {
-            Ok(page) => HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(page),
-            Err(e) => e.error_response(),
-        }
+        listed(answer.await)
     })
     .await
+}
+
+/// A page of a list, never kept by caches (it changes as orders arrive), or the error.
+fn listed<T: serde::Serialize>(answer: Result<Page<T>, ApiError>) -> HttpResponse {
+    match answer {
+        Ok(page) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(page),
+        Err(e) => e.error_response(),
+    }
 }
 
 /// `GET /rejections`: dead-letter records, newest first; `uid` keeps those of one order.
@@ -171,12 +176,7 @@ pub async fn list_rejections(req: HttpRequest, state: web::Data<AppState>) -> Ht
             }
             Ok(state.browse.rejections(uid, page).await?)
         };
-        match answer.await {
-            Ok(page) => HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(page),
-            Err(e) => e.error_response(),
-        }
+        listed(answer.await)
     })
     .await
 }
