@@ -158,7 +158,7 @@ urls() {
   cat <<TXT
 
 order-svc is running.
-  UI        http://127.0.0.1:$HTTP_PORT/${uid:+?uid=$uid}
+  UI        http://127.0.0.1:$HTTP_PORT/${uid:+?q=$uid}
   API       http://127.0.0.1:$HTTP_PORT/order/${uid:-<order_uid>}
   page      http://127.0.0.1:$HTTP_PORT/orders/${uid:-<order_uid>}
   metrics   http://127.0.0.1:$HTTP_PORT/metrics
