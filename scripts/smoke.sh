@@ -31,8 +31,12 @@ uid=$(scripts/stack.sh latest-uid 60)
 [ -n "$uid" ] || { echo "smoke: no order was stored" >&2; exit 1; }
 body=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/order/$uid")
 echo "$body" | python3 -c "import json,sys; o=json.load(sys.stdin); assert o['order_uid']=='$uid', o; print('smoke: found order', o['order_uid'], 'with', len(o['items']), 'items')"
-curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/" | grep -q 'id="q"' || { echo "smoke: the UI page is missing its search box" >&2; exit 1; }
-curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/?q=$uid" | grep -q "href=\"/orders/$uid\"" ||
+# Each page read whole before it is searched: `grep -q` would stop reading early, and curl,
+# still writing, would fail the pipe.
+home=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/")
+grep -q 'id="q"' <<<"$home" || { echo "smoke: the UI page is missing its search box" >&2; exit 1; }
+found=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/?q=$uid")
+grep -q "href=\"/orders/$uid\"" <<<"$found" ||
   { echo "smoke: the UI's search does not find order $uid" >&2; exit 1; }
 # Prometheus (installed by .ci/run) scrapes serve and has loaded the alert rules.
 command -v prometheus >/dev/null || { echo "smoke: Prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
