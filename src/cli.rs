@@ -306,14 +306,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
-    /// Topic that rejected and conflicting messages are sent to, with their reasons.
-    #[arg(
-        long,
-        env = "KAFKA_DLQ_TOPIC",
-        value_name = "KAFKA_DLQ_TOPIC",
-        default_value = "orders.dlq"
-    )]
-    pub kafka_dlq_topic: String,
+    #[command(flatten)]
+    pub dlq: DeadLetterTopicArgs,
 
     /// Consumer group; `serve` processes in one group share the topic's partitions.
     #[arg(
@@ -401,13 +395,10 @@ pub struct ServeArgs {
     pub http_bench_fixed_bytes: Option<usize>,
 }
 
+/// The dead-letter topic, shared by `serve` (which writes it) and `redrive` (which reads it).
 #[derive(Debug, Clone, Args)]
-pub struct RedriveArgs {
-    /// The orders topic (KAFKA_TOPIC) is where the letters are sent back to.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    /// The dead-letter topic to read, from its beginning to where it ends when the run starts.
+pub struct DeadLetterTopicArgs {
+    /// Topic that rejected and conflicting messages are sent to, with their reasons.
     #[arg(
         long,
         env = "KAFKA_DLQ_TOPIC",
@@ -415,6 +406,17 @@ pub struct RedriveArgs {
         default_value = "orders.dlq"
     )]
     pub kafka_dlq_topic: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// The orders topic (KAFKA_TOPIC) is where the letters are sent back to.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Read from its beginning to where it ends when the run starts.
+    #[command(flatten)]
+    pub dlq: DeadLetterTopicArgs,
 
     /// Send back only letters set aside for these reasons (comma-separated: too_large,
     /// malformed, schema, invalid, inconsistent, conflict). Default: every reason.

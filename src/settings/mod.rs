@@ -18,8 +18,9 @@ use crate::adapters::kafka::Connection;
 use crate::adapters::kafka::consumer::ConsumerSettings;
 use crate::adapters::postgres::url::DatabaseUrl;
 use crate::cli::{
-    Cli, Command, DatabaseArgs, EndpointIdentification, GenerateArgs, GeneratorArgs, KafkaArgs,
-    LogFormat, MigrateArgs, OutputFormat, ProduceArgs, RedriveArgs, Role, SaslMechanism, ServeArgs,
+    Cli, Command, DatabaseArgs, DeadLetterTopicArgs, EndpointIdentification, GenerateArgs,
+    GeneratorArgs, KafkaArgs, LogFormat, MigrateArgs, OutputFormat, ProduceArgs, RedriveArgs, Role,
+    SaslMechanism, ServeArgs,
 };
 use crate::domain::ingest::IngestPolicy;
 use crate::generate::GenerateOptions;
@@ -173,13 +174,7 @@ pub struct IngestSettings {
 impl ServeSettings {
     pub fn new(args: ServeArgs, properties: &[Property]) -> anyhow::Result<Self> {
         let kafka = KafkaSettings::new(&args.kafka, properties)?;
-        if args.kafka_dlq_topic == kafka.topic {
-            bail!(
-                "KAFKA_DLQ_TOPIC is the orders topic `{}`: dead letters would be consumed as \
-                 orders; name another topic",
-                kafka.topic
-            );
-        }
+        let dlq_topic = dead_letter_topic(&args.dlq, &kafka)?;
         if args.metrics_addr == Some(args.http_addr) && args.http_addr.port() != 0 {
             bail!(
                 "METRICS_ADDR is HTTP_ADDR ({}): leave METRICS_ADDR unset to serve /metrics \
@@ -225,7 +220,7 @@ impl ServeSettings {
             },
             ingest: IngestSettings {
                 consumer,
-                dlq_topic: args.kafka_dlq_topic,
+                dlq_topic,
                 policy: IngestPolicy {
                     max_message_bytes: args.limit.max_message_bytes as usize,
                     consistency: args.validation_consistency,
@@ -424,6 +419,19 @@ pub struct ProduceSettings {
     pub source: OrderSource,
 }
 
+/// The dead-letter topic, which must not be the orders topic (dead letters would be read
+/// as orders).
+fn dead_letter_topic(args: &DeadLetterTopicArgs, kafka: &KafkaSettings) -> anyhow::Result<String> {
+    if args.kafka_dlq_topic == kafka.topic {
+        bail!(
+            "KAFKA_DLQ_TOPIC is the orders topic `{}`: dead letters would be consumed as \
+             orders; name another topic",
+            kafka.topic
+        );
+    }
+    Ok(args.kafka_dlq_topic.clone())
+}
+
 #[derive(Debug)]
 pub struct RedriveSettings {
     /// `topic` is the orders topic: where letters go back to.
@@ -436,12 +444,7 @@ pub struct RedriveSettings {
 impl RedriveSettings {
     pub fn new(args: RedriveArgs, properties: &[Property]) -> anyhow::Result<Self> {
         let kafka = KafkaSettings::new(&args.kafka, properties)?;
-        if args.kafka_dlq_topic == kafka.topic {
-            bail!(
-                "KAFKA_DLQ_TOPIC is the orders topic `{}`: name the dead-letter topic to read",
-                kafka.topic
-            );
-        }
+        let dlq_topic = dead_letter_topic(&args.dlq, &kafka)?;
         if let (Some(since), Some(until)) = (args.since, args.until)
             && since >= until
         {
@@ -449,7 +452,7 @@ impl RedriveSettings {
         }
         Ok(Self {
             kafka,
-            dlq_topic: args.kafka_dlq_topic,
+            dlq_topic,
             selection: crate::domain::redrive::Selection {
                 reasons: args.reason,
                 since: args.since,
