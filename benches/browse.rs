@@ -17,7 +17,7 @@
 //! (another `order-svc` binary), BENCH_ENV (extra settings for serve), TEST_DATABASE_URL,
 //! TEST_KAFKA_BROKERS.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use order_svc::domain::order::Order;
@@ -108,7 +108,7 @@ async fn bench() -> anyhow::Result<()> {
         let rows = Rows::new(orders);
         let copy = copy_parallel(&url, &rows, 3).await?;
         drop(rows);
-        psql(&url, "VACUUM ANALYZE")?;
+        common::psql(&url, "VACUUM ANALYZE")?;
         println!(
             "{stored} orders stored by COPY ({copy:.0} orders/s) and analyzed in {:.1} s; {} of them searched for",
             started.elapsed().as_secs_f64(),
@@ -120,7 +120,7 @@ async fn bench() -> anyhow::Result<()> {
             ("phone", "SELECT phone, count(*) FROM deliveries GROUP BY 1"),
             ("e-mail", "SELECT lower(email COLLATE \"C\"), count(*) FROM deliveries GROUP BY 1"),
         ] {
-            let out = psql_out(
+            let out = common::psql(
                 &url,
                 &format!("SELECT count(*), max(count), round(avg(count), 2) FROM ({column}) t"),
             )?;
@@ -270,7 +270,7 @@ async fn bench() -> anyhow::Result<()> {
             println!("  {name:<22} {rate:>8.0} req/s, ratio to cached GET /order {ratio:.2}");
         }
         println!();
-        let plan = psql_out(
+        let plan = common::psql(
             &url,
             "SET jit = off; EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY ON) \
              SELECT o.ingested_at, o.order_uid FROM orders o JOIN deliveries d USING (order_uid) \
@@ -283,7 +283,7 @@ async fn bench() -> anyhow::Result<()> {
             ("email", format!("lower(email COLLATE \"C\") = '{}'", held.email.to_ascii_lowercase())),
         ] {
             let table = if what == "email" { "deliveries" } else { "orders" };
-            let plan = psql_out(
+            let plan = common::psql(
                 &url,
                 &format!(
                     "SET jit = off; EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY ON) \
@@ -310,23 +310,4 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let status = Command::new("psql")
-        .args([url, "-qc", sql])
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "psql failed: {sql}");
-    Ok(())
-}
-
-fn psql_out(url: &str, sql: &str) -> anyhow::Result<String> {
-    let out = Command::new("psql").args([url, "-qAtc", sql]).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql failed: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -19,7 +19,7 @@
 //! `NAME=value` settings for serve, space-separated), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use order_svc::adapters::postgres::reader::FIND_ORDER_SQL;
@@ -76,7 +76,7 @@ async fn bench() -> anyhow::Result<()> {
         let rows = Rows::new(orders);
         let copy = copy_parallel(&url, &rows, 3).await?;
         drop(rows);
-        psql(&url, "VACUUM ANALYZE")?;
+        common::psql(&url, "VACUUM ANALYZE")?;
         println!(
             "{stored} orders stored by COPY ({copy:.0} orders/s) and analyzed in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -193,15 +193,6 @@ async fn bench() -> anyhow::Result<()> {
         println!("kept database {db}");
     }
     result
-}
-
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let status = Command::new("psql")
-        .args([url, "-qc", sql])
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "psql failed: {sql}");
-    Ok(())
 }
 
 /// The lookup's statement alone, for random stored uids, prepared, over the lookup pool's

@@ -140,3 +140,14 @@ pub fn serve_command(bin: &str, url: &str, topic: &str, addr: std::net::SocketAd
         .env("RUST_LOG", "warn");
     command
 }
+
+/// Runs `sql` on the database at `url` with psql; its output, trimmed.
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql").args([url, "-qAtc", sql]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql failed: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}

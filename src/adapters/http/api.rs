@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::errors::ApiError;
-use crate::domain::browse::{Criterion, Field, Page, PageRequest, Search};
+use crate::domain::browse::{Criterion, Field, Page, PageRequest, RejectionRecord, Search};
 use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
 
@@ -80,24 +80,30 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 /// The 404 of a uid never stored, with `rejected`: what the dead-letter records say of it
 /// (empty when nothing was set aside, or when the records cannot be read right now).
 async fn not_stored(state: &AppState, uid: OrderUid) -> HttpResponse {
+    let rejected: Vec<Value> = rejections_of(state, uid)
+        .await
+        .into_iter()
+        .map(|r| json!({"at": r.at, "reason": r.reason, "detail": r.detail}))
+        .collect();
+    let mut extra = Map::new();
+    extra.insert("rejected".into(), Value::Array(rejected));
+    ApiError::NotFound.response_with(extra)
+}
+
+/// The newest dead-letter records of a uid never stored (at most [`REJECTIONS_WITH_404`]);
+/// none when they cannot be read right now: the answer then says only that it is not there.
+pub(super) async fn rejections_of(state: &AppState, uid: OrderUid) -> Vec<RejectionRecord> {
     let page = PageRequest {
         limit: Some(REJECTIONS_WITH_404.to_string()),
         before: None,
     };
-    let rejected: Vec<Value> = match state.browse.rejections(Some(uid), page).await {
-        Ok(page) => page
-            .items
-            .into_iter()
-            .map(|r| json!({"at": r.at, "reason": r.reason, "detail": r.detail}))
-            .collect(),
+    match state.browse.rejections(Some(uid), page).await {
+        Ok(page) => page.items,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the rejections of a uid not found");
             Vec::new()
         }
-    };
-    let mut extra = Map::new();
-    extra.insert("rejected".into(), Value::Array(rejected));
-    ApiError::NotFound.response_with(extra)
+    }
 }
 
 /// The query's parameters as pairs, each named at most once.

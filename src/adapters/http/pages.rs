@@ -176,28 +176,17 @@ struct RejectedRow {
     detail: String,
 }
 
-/// The dead-letter records of a uid never stored, newest first (none when they cannot be
-/// read: the page then says only that the order is not there).
+/// The dead-letter records of a uid never stored, newest first, as the pages show them.
 async fn rejections(state: &AppState, uid: OrderUid) -> Vec<RejectedRow> {
-    let page = PageRequest {
-        limit: Some("20".into()),
-        before: None,
-    };
-    match state.browse.rejections(Some(uid), page).await {
-        Ok(page) => page
-            .items
-            .into_iter()
-            .map(|r| RejectedRow {
-                at: minutes(&r.at),
-                reason: r.reason,
-                detail: r.detail,
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the rejections of a uid not found");
-            Vec::new()
-        }
-    }
+    super::api::rejections_of(state, uid)
+        .await
+        .into_iter()
+        .map(|r| RejectedRow {
+            at: minutes(&r.at),
+            reason: r.reason,
+            detail: r.detail,
+        })
+        .collect()
 }
 
 /// A time as every page shows it: to the minute, in UTC, the zone named.
