@@ -148,7 +148,7 @@ fn passwords_never_reach_the_output() {
 
 #[test]
 fn kafka_security_settings_are_checked_together_at_start() {
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
         (
             &[("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
             "set KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD",
@@ -171,6 +171,14 @@ fn kafka_security_settings_are_checked_together_at_start() {
         (
             &[("KAFKA_PROPERTY_SECURITY_PROTOCOL", "ssl")],
             "is also set by KAFKA_SECURITY_PROTOCOL",
+        ),
+        (
+            &[("KAFKA_PROPERTY_ENABLE_AUTO_OFFSET_STORE", "true")],
+            "`enable.auto.offset.store` (environment KAFKA_PROPERTY_ENABLE_AUTO_OFFSET_STORE) is order-svc's own",
+        ),
+        (
+            &[("KAFKA_PROPERTY_ACKS", "1")],
+            "`acks` (environment KAFKA_PROPERTY_ACKS) is order-svc's own",
         ),
     ];
     for (env, expected) in cases {

@@ -28,7 +28,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -101,6 +101,18 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 pub const FETCH_WAIT_MAX_MS: &str = "25";
 
 pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
+    let consumer: IngestConsumer = config(settings)
+        .create_with_context(IngestContext)
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[&settings.topic])
+        .with_context(|| format!("cannot subscribe to topic {}", settings.topic))?;
+    Ok(consumer)
+}
+
+/// The consumer's properties: the connection's, then our defaults where the user set none,
+/// then what the delivery guarantee rests on, whatever the user set.
+fn config(settings: &ConsumerSettings) -> ClientConfig {
     let mut config = settings.kafka.client_config();
     // Defaults that KAFKA_PROPERTY_* may change.
     let defaults = &[
@@ -121,19 +133,14 @@ pub fn create(settings: &ConsumerSettings) -> anyhow::Result<IngestConsumer> {
     ];
     settings.kafka.defaults(&mut config, defaults);
     // What nothing lost, nothing doubled rests on: never the user's to change.
-    let consumer: IngestConsumer = config
+    config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .create_with_context(IngestContext)
-        .context("cannot create the Kafka consumer")?;
-    consumer
-        .subscribe(&[&settings.topic])
-        .with_context(|| format!("cannot subscribe to topic {}", settings.topic))?;
-    Ok(consumer)
+        .set("enable.partition.eof", "false");
+    config
 }
 
 /// Most bytes of keys and payloads in one batch: a thousand messages near the size limit
@@ -493,5 +500,50 @@ fn store_batch_offsets(consumer: &IngestConsumer, batch: &[InboundMessage]) {
     if let Err(e) = consumer.store_offsets(&tpl) {
         // The partition was revoked meanwhile; its new owner replays from the last commit.
         tracing::info!(error = %e, "offsets not stored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(properties: &[(&str, &str)]) -> ConsumerSettings {
+        let mut kafka = super::super::Connection::new("127.0.0.1:9092");
+        kafka.properties = properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ConsumerSettings {
+            kafka,
+            topic: "orders".into(),
+            group_id: "order-svc".into(),
+            batch_max: 1000,
+            batch_linger: Duration::from_millis(5),
+            parallel_batches: 2,
+        }
+    }
+
+    #[test]
+    fn the_users_properties_win_over_our_defaults_but_not_over_the_delivery_guarantee() {
+        let ours = config(&settings(&[]));
+        assert_eq!(ours.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+        assert_eq!(ours.get("session.timeout.ms"), Some("6000"));
+
+        let theirs = config(&settings(&[
+            ("fetch.wait.max.ms", "500"),
+            ("session.timeout.ms", "45000"),
+            ("enable.auto.offset.store", "true"),
+            ("auto.offset.reset", "latest"),
+            ("group.id", "someone-else"),
+        ]));
+        assert_eq!(theirs.get("fetch.wait.max.ms"), Some("500"));
+        assert_eq!(theirs.get("session.timeout.ms"), Some("45000"));
+        // Offsets are stored only once a batch is durable, and a new group starts from the
+        // beginning: a user's property cannot turn either off.
+        assert_eq!(theirs.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(theirs.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(theirs.get("group.id"), Some("order-svc"));
+        // The untouched defaults stay.
+        assert_eq!(theirs.get("queued.max.messages.kbytes"), Some("16384"));
     }
 }

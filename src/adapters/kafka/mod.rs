@@ -100,8 +100,6 @@ impl Connection {
         self.defaults(
             &mut config,
             &[
-                ("acks", "all"),
-                ("enable.idempotence", "true"),
                 ("linger.ms", "5"),
                 ("compression.type", "lz4"),
                 ("message.timeout.ms", "30000"),
@@ -110,6 +108,8 @@ impl Connection {
                 ("message.max.bytes", MAX_MESSAGE_BYTES),
             ],
         );
+        // Never the user's to change (settings refuse them).
+        config.set("acks", "all").set("enable.idempotence", "true");
         config
     }
 
