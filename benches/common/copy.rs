@@ -11,24 +11,24 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-/// Orders with everything COPY needs computed beforehand (content hashes, item positions),
-/// so that a timed COPY times only the writing.
+/// Orders with everything COPY needs computed beforehand (content hashes, item counts and
+/// positions), so that a timed COPY times only the writing.
 pub struct Rows {
     pub orders: Vec<Order>,
     hashes: Vec<Vec<u8>>,
+    counts: Vec<i32>,
     positions: Vec<Vec<i32>>,
 }
 
 impl Rows {
     pub fn new(orders: Vec<Order>) -> Self {
         let hashes = orders.iter().map(|o| o.content_hash().0.to_vec()).collect();
-        let positions = orders
-            .iter()
-            .map(|o| (0..o.items.len() as i32).collect())
-            .collect();
+        let counts: Vec<i32> = orders.iter().map(|o| o.items.len() as i32).collect();
+        let positions = counts.iter().map(|&n| (0..n).collect()).collect();
         Self {
             orders,
             hashes,
+            counts,
             positions,
         }
     }
@@ -67,14 +67,15 @@ pub async fn copy_orders(
     let (t, i) = (Type::TEXT, Type::INT8);
     let orders = &rows.orders[range.clone()];
     let hashes = &rows.hashes[range.clone()];
+    let counts = &rows.counts[range.clone()];
     let positions = &rows.positions[range];
     let tx = client.transaction().await?;
     copy_rows(
         &tx,
-        "orders (order_uid, track_number, entry, locale, internal_signature, customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)",
-        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), Type::TIMESTAMPTZ, t.clone(), Type::BYTEA],
-        orders.iter().zip(hashes).map(|(o, h)| -> Vec<&(dyn ToSql + Sync)> {
-            vec![&o.order_uid, &o.track_number, &o.entry, &o.locale, &o.internal_signature, &o.customer_id, &o.delivery_service, &o.shardkey, &o.sm_id, &o.date_created, &o.oof_shard, h]
+        "orders (order_uid, track_number, entry, locale, internal_signature, customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash, item_count)",
+        &[t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), i.clone(), Type::TIMESTAMPTZ, t.clone(), Type::BYTEA, Type::INT4],
+        orders.iter().zip(hashes).zip(counts).map(|((o, h), n)| -> Vec<&(dyn ToSql + Sync)> {
+            vec![&o.order_uid, &o.track_number, &o.entry, &o.locale, &o.internal_signature, &o.customer_id, &o.delivery_service, &o.shardkey, &o.sm_id, &o.date_created, &o.oof_shard, h, n]
         }),
     )
     .await?;

@@ -128,6 +128,38 @@ async fn orders_are_listed_newest_first_a_page_at_a_time_and_found_by_what_peopl
     let sent: DateTime<Utc> = canonical["date_created"].as_str().unwrap().parse().unwrap();
     assert_eq!(created, sent);
 
+    // Ingest writes each order's item count with it (V6); an order written before that (or
+    // by another writer) has none, and its items are counted when it is listed.
+    let uncounted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM orders o WHERE item_count IS DISTINCT FROM \
+             (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uncounted, 0, "every stored order has its item count");
+    let many = stored
+        .orders
+        .iter()
+        .max_by_key(|o| o["items"].as_array().unwrap().len())
+        .unwrap();
+    let (many_uid, count) = (
+        many["order_uid"].as_str().unwrap(),
+        many["items"].as_array().unwrap().len(),
+    );
+    assert!(count > 1, "an order with several items to count");
+    client
+        .execute(
+            "UPDATE orders SET item_count = NULL WHERE order_uid = $1",
+            &[&many_uid],
+        )
+        .await
+        .unwrap();
+    let (_, body) = get_json(&serve, &format!("/orders?q={many_uid}")).await;
+    assert_eq!(body["items"][0]["items"], count, "{body}");
+
     // Each search finds exactly the orders whose field holds the value, as computed here
     // from the orders sent; phones and e-mails however they are written.
     let holding = |f: &dyn Fn(&Value) -> bool| -> BTreeSet<String> {

@@ -1,9 +1,9 @@
 //! Reads for people without a uid: order summaries newest first, restricted by exact
 //! matches on indexed fields (migrations/V5), and the dead-letter records.
 //!
-//! Every criterion becomes `o.order_uid IN (SELECT order_uid FROM <table> WHERE <col> = $n)`
-//! (or a plain comparison on `orders` itself), so each is answered by its index and the page
-//! is cut by the keyset `(ingested_at, order_uid) < cursor` on orders_ingested_at_uid_idx.
+//! Every criterion is an equality on the expression its index is built on (see
+//! [`statement`]), so each is answered by its index, and the page is cut by the keyset
+//! `(ingested_at, order_uid) < cursor` on orders_ingested_at_uid_idx.
 //! The statement text depends only on which fields are asked for, never on their values.
 
 use chrono::{DateTime, Utc};
@@ -16,30 +16,37 @@ use crate::domain::browse::{Field, OrderIndex, OrderSummary, RejectionRecord, Se
 use crate::domain::order::OrderUid;
 use crate::domain::ports::{Position, StoreError};
 
-/// The uids of orders whose `field` equals `$n`.
-fn matching(field: Field, n: usize) -> String {
+/// Where `field` is held: the table, the alias the summary statement gives it, and the
+/// expression its index is built on.
+fn column(field: Field) -> (&'static str, &'static str, &'static str) {
     match field {
-        Field::Uid => format!("SELECT order_uid FROM orders WHERE order_uid = ${n}"),
-        Field::TrackNumber => format!("SELECT order_uid FROM orders WHERE track_number = ${n}"),
-        Field::CustomerId => format!("SELECT order_uid FROM orders WHERE customer_id = ${n}"),
-        Field::Transaction => format!("SELECT order_uid FROM payments WHERE transaction = ${n}"),
-        Field::Phone => format!("SELECT order_uid FROM deliveries WHERE phone = ${n}"),
-        Field::Email => {
-            format!(r#"SELECT order_uid FROM deliveries WHERE lower(email COLLATE "C") = ${n}"#)
-        }
+        Field::Uid => ("orders", "o", "o.order_uid"),
+        Field::TrackNumber => ("orders", "o", "o.track_number"),
+        Field::CustomerId => ("orders", "o", "o.customer_id"),
+        Field::Transaction => ("payments", "p", "p.transaction"),
+        Field::Phone => ("deliveries", "d", "d.phone"),
+        Field::Email => ("deliveries", "d", r#"lower(d.email COLLATE "C")"#),
     }
 }
 
+/// The uids of orders whose `field` equals `$n`.
+fn matching(field: Field, n: usize) -> String {
+    let (table, alias, expr) = column(field);
+    format!("SELECT {alias}.order_uid FROM {table} {alias} WHERE {expr} = ${n}")
+}
+
 /// The statement for `search` with a cursor or without, and its parameters' values in order.
+///
+/// Each criterion every match must meet is a condition on the joined row itself, so the
+/// planner starts from that field's index and reaches the other tables by primary key (an
+/// `IN (subquery)` would read the searched table twice). Criteria of which any may match are
+/// one `IN (... UNION ...)`. Orders stored before V6 have no `item_count`: theirs are counted.
 fn statement<'a>(search: &'a Search, before: Option<&'a Position>) -> (String, Vec<&'a str>) {
     let mut values: Vec<&str> = Vec::new();
     let mut conditions: Vec<String> = Vec::new();
     for c in &search.all {
         values.push(&c.value);
-        conditions.push(format!(
-            "o.order_uid IN ({})",
-            matching(c.field, values.len())
-        ));
+        conditions.push(format!("{} = ${}", column(c.field).2, values.len()));
     }
     if !search.any.is_empty() {
         let mut union = Vec::new();
@@ -66,7 +73,8 @@ fn statement<'a>(search: &'a Search, before: Option<&'a Position>) -> (String, V
     let sql = format!(
         "SELECT o.ingested_at, o.order_uid, o.date_created, o.customer_id, d.name, d.city, \
                 p.amount, p.currency, \
-                (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid) \
+                coalesce(o.item_count::int8, \
+                         (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid)) \
          FROM orders o JOIN deliveries d USING (order_uid) JOIN payments p USING (order_uid) \
          {filter} ORDER BY o.ingested_at DESC, o.order_uid DESC LIMIT ${limit}"
     );

@@ -17,10 +17,11 @@ use crate::domain::validate::CheckedOrder;
 const INSERT_BATCH: &str = r#"
 WITH new_orders AS (
     INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, customer_id,
-                        delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)
+                        delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash,
+                        item_count)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::int8[], $10::timestamptz[], $11::text[],
-                         $12::bytea[])
+                         $12::bytea[], $43::int4[])
     ON CONFLICT (order_uid) DO NOTHING
     RETURNING order_uid
 ), new_deliveries AS (
@@ -70,6 +71,7 @@ struct BatchColumns<'a> {
     date_created: Vec<DateTime<Utc>>,
     oof_shard: Vec<&'a str>,
     content_hash: Vec<&'a [u8]>,
+    item_count: Vec<i32>,
     delivery_name: Vec<&'a str>,
     delivery_phone: Vec<&'a str>,
     delivery_zip: Vec<&'a str>,
@@ -119,6 +121,9 @@ impl<'a> BatchColumns<'a> {
             c.date_created.push(order.date_created);
             c.oof_shard.push(&order.oof_shard);
             c.content_hash.push(checked.content_hash().as_bytes());
+            let item_count = i32::try_from(order.items.len())
+                .map_err(|_| StoreError::Refused("too many items".into()))?;
+            c.item_count.push(item_count);
             let delivery = &order.delivery;
             c.delivery_name.push(&delivery.name);
             c.delivery_phone.push(&delivery.phone);
@@ -138,9 +143,7 @@ impl<'a> BatchColumns<'a> {
             c.delivery_cost.push(payment.delivery_cost);
             c.goods_total.push(payment.goods_total);
             c.custom_fee.push(payment.custom_fee);
-            for (position, item) in order.items.iter().enumerate() {
-                let position = i32::try_from(position)
-                    .map_err(|_| StoreError::Refused("too many items".into()))?;
+            for (position, item) in (0..item_count).zip(&order.items) {
                 c.item_order_uid.push(checked.uid().as_str());
                 c.item_position.push(position);
                 c.item_chrt_id.push(item.chrt_id);
@@ -159,8 +162,8 @@ impl<'a> BatchColumns<'a> {
         Ok(c)
     }
 
-    /// The parameters of [`INSERT_BATCH`], $1 to $42, in order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 42] {
+    /// The parameters of [`INSERT_BATCH`], $1 to $43, in order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 43] {
         [
             &self.order_uid,
             &self.track_number,
@@ -204,6 +207,7 @@ impl<'a> BatchColumns<'a> {
             &self.item_nm_id,
             &self.item_brand,
             &self.item_status,
+            &self.item_count,
         ]
     }
 }
