@@ -274,3 +274,73 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
         "only {accepted} of 1 000 generated orders were valid: the generator needs tuning"
     );
 }
+
+/// A batch is first written by plain inserts; when one of its uids is stored already, that
+/// fails whole and the batch is written again with arbitration. Either way each order ends
+/// as what it is, and nothing is written twice.
+#[tokio::test]
+async fn a_batch_holding_stored_uids_tells_the_new_the_redelivered_and_the_conflicting() {
+    let db = TestDb::unique();
+    crate::helpers::migrate(&db.url);
+    let url = DatabaseUrl::from_str(&db.url).unwrap();
+    let timeout = std::time::Duration::from_secs(30);
+    let store = PgStore::new(pool(&url, 2, timeout).unwrap(), timeout);
+    let mut generator = order_svc::generate::Generator::new(Default::default());
+    let checked = |order: &order_svc::domain::order::Order| {
+        accept(
+            &serde_json::to_vec(order).unwrap(),
+            1 << 20,
+            Consistency::Warn,
+        )
+        .unwrap()
+    };
+    let (one, two, three) = (
+        generator.valid_order(),
+        generator.valid_order(),
+        generator.valid_order(),
+    );
+    let first = store
+        .store_batch(&[checked(&one), checked(&two)])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![StoreOutcome::Inserted; 2]);
+
+    let mut other = two.clone();
+    other.delivery.city = format!("{} (moved)", other.delivery.city);
+    let second = store
+        .store_batch(&[checked(&one), checked(&other), checked(&three)])
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        vec![
+            StoreOutcome::SameContent,
+            StoreOutcome::OtherContent,
+            StoreOutcome::Inserted
+        ]
+    );
+
+    let client = db.client().await;
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM orders").await, 3);
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 3);
+    assert_eq!(count("SELECT count(*) FROM payments").await, 3);
+    let items = [&one, &two, &three]
+        .iter()
+        .map(|o| o.items.len())
+        .sum::<usize>();
+    assert_eq!(count("SELECT count(*) FROM items").await, items as i64);
+    let kept = store
+        .find(&OrderUid::parse(two.order_uid.clone()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &kept.json[..],
+        &checked(&two).json()[..],
+        "the first version stays"
+    );
+}
