@@ -356,7 +356,10 @@ impl KafkaSettings {
                 .push(((*property).to_owned(), value.clone()));
         }
         for p in properties {
-            if let Some((_, why)) = GUARANTEED.iter().find(|(n, _)| *n == p.name) {
+            if let Some((_, why)) = crate::adapters::kafka::GUARANTEED
+                .iter()
+                .find(|(n, _)| *n == p.name)
+            {
                 bail!(
                     "the librdkafka property `{}` ({}) is order-svc's own: {why}; remove it",
                     p.name,
@@ -395,37 +398,6 @@ impl KafkaSettings {
         })
     }
 }
-
-/// librdkafka properties that order-svc sets itself, because nothing lost and nothing doubled
-/// rests on them (src/adapters/kafka), with the reason a user may not change them.
-const GUARANTEED: &[(&str, &str)] = &[
-    ("bootstrap.servers", "KAFKA_BROKERS sets it"),
-    ("group.id", "KAFKA_GROUP_ID sets it"),
-    (
-        "enable.auto.offset.store",
-        "an offset is stored only once its batch is durable",
-    ),
-    (
-        "enable.auto.commit",
-        "stored offsets are committed every second and on every rebalance",
-    ),
-    (
-        "auto.offset.reset",
-        "a new consumer group reads the topic from its beginning, or orders would be skipped",
-    ),
-    (
-        "enable.partition.eof",
-        "the consumer does not expect end-of-partition events",
-    ),
-    (
-        "acks",
-        "a dead letter counts as sent once every in-sync replica holds it",
-    ),
-    (
-        "enable.idempotence",
-        "a retried send must not write a message twice",
-    ),
-];
 
 fn name_of(protocol: crate::cli::SecurityProtocol) -> String {
     use clap::ValueEnum;

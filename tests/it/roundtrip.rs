@@ -275,9 +275,8 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
     );
 }
 
-/// A batch is first written by plain inserts; when one of its uids is stored already, that
-/// fails whole and the batch is written again with arbitration. Either way each order ends
-/// as what it is, and nothing is written twice.
+/// A batch that holds a redelivery, a conflict and a new order: each ends as what it is, the
+/// first version stored stays, and nothing is written twice.
 #[tokio::test]
 async fn a_batch_holding_stored_uids_tells_the_new_the_redelivered_and_the_conflicting() {
     let db = TestDb::unique();

@@ -546,4 +546,16 @@ mod tests {
         // The untouched defaults stay.
         assert_eq!(theirs.get("queued.max.messages.kbytes"), Some("16384"));
     }
+
+    #[test]
+    fn every_property_settings_refuse_is_one_our_clients_set() {
+        let settings = settings(&[]);
+        let (consumer, producer) = (config(&settings), settings.kafka.producer_config());
+        for (name, _) in super::super::GUARANTEED {
+            assert!(
+                consumer.get(name).is_some() || producer.get(name).is_some(),
+                "{name} is refused but never set"
+            );
+        }
+    }
 }

@@ -123,6 +123,39 @@ impl Connection {
     }
 }
 
+/// librdkafka properties that order-svc sets itself, because nothing lost and nothing doubled
+/// rests on them, with the reason a user may not change them: settings refuse them, and
+/// [`Connection::client_config`], [`Connection::producer_config`] and the consumer's config set
+/// them after the user's.
+pub const GUARANTEED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "KAFKA_BROKERS sets it"),
+    ("group.id", "KAFKA_GROUP_ID sets it"),
+    (
+        "enable.auto.offset.store",
+        "an offset is stored only once its batch is durable",
+    ),
+    (
+        "enable.auto.commit",
+        "stored offsets are committed every second and on every rebalance",
+    ),
+    (
+        "auto.offset.reset",
+        "a new consumer group reads the topic from its beginning, or orders would be skipped",
+    ),
+    (
+        "enable.partition.eof",
+        "the consumer does not expect end-of-partition events",
+    ),
+    (
+        "acks",
+        "a dead letter counts as sent once every in-sync replica holds it",
+    ),
+    (
+        "enable.idempotence",
+        "a retried send must not write a message twice",
+    ),
+];
+
 /// Largest message our producers send, and the `max.message.bytes` of topics we create.
 const MAX_MESSAGE_BYTES: &str = "16777216";
 
