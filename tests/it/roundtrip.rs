@@ -343,3 +343,55 @@ async fn a_batch_holding_stored_uids_tells_the_new_the_redelivered_and_the_confl
         "the first version stays"
     );
 }
+
+/// The items come back in their positions' order whatever order PostgreSQL reads their rows
+/// in: here the rows lie on disk last position first, and index scans are off, so the scan
+/// meets them backwards.
+#[tokio::test]
+async fn items_are_read_back_in_their_order_whatever_order_the_rows_are_scanned_in() {
+    let db = TestDb::unique();
+    crate::helpers::migrate(&db.url);
+    let mut order = order_svc::generate::Generator::new(Default::default()).valid_order();
+    let template = order.items[0].clone();
+    order.items = (0..5)
+        .map(|k| {
+            let mut item = template.clone();
+            item.chrt_id = 1_000 + k;
+            item.name = format!("item {k}");
+            item
+        })
+        .collect();
+    let checked = accept(
+        &serde_json::to_vec(&order).unwrap(),
+        1 << 20,
+        Consistency::Warn,
+    )
+    .unwrap();
+    let url = DatabaseUrl::from_str(&db.url).unwrap();
+    let timeout = std::time::Duration::from_secs(30);
+    let store = PgStore::new(pool(&url, 2, timeout).unwrap(), timeout);
+    store
+        .store_batch(std::slice::from_ref(&checked))
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE reversed AS SELECT * FROM items ORDER BY position DESC;
+             DELETE FROM items;
+             INSERT INTO items SELECT * FROM reversed;
+             DROP TABLE reversed;
+             ALTER DATABASE \"{}\" SET enable_indexscan = off;
+             ALTER DATABASE \"{}\" SET enable_bitmapscan = off;",
+            db.name, db.name
+        ))
+        .await
+        .unwrap();
+    // A new pool: its sessions start with the database's new settings.
+    let store = PgStore::new(pool(&url, 2, timeout).unwrap(), timeout);
+    let back = store.find(checked.uid()).await.unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&back.json),
+        String::from_utf8_lossy(checked.json())
+    );
+}
