@@ -201,13 +201,26 @@ pub struct Item {
 impl Order {
     /// The order as compact JSON, in `model.json` field order: what the API returns and what
     /// the content hash is taken over.
+    ///
+    /// Written into a buffer kept by the thread and copied out once, at its exact size: a
+    /// fresh buffer would grow by doubling (five reallocations for a typical order) and the
+    /// cache would keep the spare capacity alive.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain structs of strings and integers into a Vec cannot fail.
-        let mut json = serde_json::to_vec(self).expect("an order always serializes");
-        // The serializer grows its buffer by doubling; a cached order would keep the spare
-        // half alive for as long as it is cached.
-        json.shrink_to_fit();
-        json
+        /// Larger buffers are not kept: one huge order must not pin its size per thread.
+        const KEEP_AT_MOST: usize = 64 * 1024;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            // Serializing plain structs of strings and integers into a Vec cannot fail.
+            serde_json::to_writer(&mut *scratch, self).expect("an order always serializes");
+            let json = scratch.to_vec();
+            if scratch.capacity() > KEEP_AT_MOST {
+                *scratch = Vec::new();
+            }
+            json
+        })
     }
 
     /// SHA-256 of [`Order::to_json`]. Two messages with the same uid and the same hash are a

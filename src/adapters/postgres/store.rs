@@ -225,11 +225,13 @@ impl OrderStore for PgStore {
                 .query(&statement, &columns.params())
                 .await
                 .map_err(db_error)?;
-            let inserted: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-            if inserted.len() == orders.len() {
+            // Each row is a distinct uid of the batch that was new: as many rows as orders
+            // means every one was.
+            if rows.len() == orders.len() {
                 client.keep();
                 return Ok(vec![StoreOutcome::Inserted; orders.len()]);
             }
+            let inserted: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
             // Not new: tell a redelivery (same hash) from a conflict (another one).
             let others: Vec<&str> = columns
                 .order_uid
