@@ -25,7 +25,7 @@ use crate::domain::ports::{OrderReader, Position, StoreError, StoredOrder};
 /// The items come as one array per column, plus their positions. The aggregates are not
 /// ordered: PostgreSQL 15 sorts the rows once for every `array_agg(… ORDER BY …)`, eleven
 /// small sorts per order that cost more than finding the order (`pgbench` with the lookup
-/// alone: ~12 % more lookups a second without them). Every aggregate of one group reads the
+/// alone: 9–12 % more lookups a second without them). Every aggregate of one group reads the
 /// same rows in one pass, so the k-th element of each array belongs to one item, and
 /// [`order_of`] puts the items in their positions' order.
 const SELECT_ORDER: &str = r#"
