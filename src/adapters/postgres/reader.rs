@@ -88,9 +88,11 @@ fn order_of(row: &Row) -> Result<Order, String> {
     // An order with no item rows has NULL arrays: it reads as having none.
     let column = |i| get::<Option<Vec<_>>>(row, i).map(Option::unwrap_or_default);
     let ints = |i| get::<Option<Vec<i64>>>(row, i).map(Option::unwrap_or_default);
-    let (chrt_id, track_number, price, rid) = (ints(30)?, column(31)?, ints(32)?, column(33)?);
-    let (name, sale, size, total_price) = (column(34)?, ints(35)?, column(36)?, ints(37)?);
-    let (nm_id, brand, status) = (ints(38)?, column(39)?, ints(40)?);
+    let (chrt_id, mut track_number, price, mut rid) =
+        (ints(30)?, column(31)?, ints(32)?, column(33)?);
+    let (mut name, sale, mut size, total_price) = (column(34)?, ints(35)?, column(36)?, ints(37)?);
+    let (nm_id, mut brand, status) = (ints(38)?, column(39)?, ints(40)?);
+    let positions = get::<Option<Vec<i32>>>(row, 41)?.unwrap_or_default();
     let n = chrt_id.len();
     let lengths = [
         track_number.len(),
@@ -98,26 +100,21 @@ fn order_of(row: &Row) -> Result<Order, String> {
         rid.len(),
         name.len(),
         sale.len(),
+        size.len(),
     ];
     let more = [
-        size.len(),
         total_price.len(),
         nm_id.len(),
         brand.len(),
         status.len(),
+        positions.len(),
     ];
     if lengths.iter().chain(&more).any(|&l| l != n) {
-        return Err("its item columns differ in length".into());
-    }
-    let positions = get::<Option<Vec<i32>>>(row, 41)?.unwrap_or_default();
-    if positions.len() != n {
         return Err("its item columns differ in length".into());
     }
     // The arrays' common order is the rows' order in the scan; the items' is their positions'.
     let mut by_position: Vec<usize> = (0..n).collect();
     by_position.sort_unstable_by_key(|&k| positions[k]);
-    let (mut track_number, mut rid, mut name) = (track_number, rid, name);
-    let (mut size, mut brand) = (size, brand);
     let items = by_position
         .into_iter()
         .map(|k| Item {
