@@ -440,14 +440,14 @@ async fn make_durable<I: IngestBatches>(
     let mut plan = ingest.plan(&batch);
     let ours: Arc<HashSet<OrderUid>> = Arc::new(plan.uids().cloned().collect());
     tell.send_replace(Progress::Planned(ours.clone()));
+    // Not cut short by shutdown: a later batch with no uid in common may already be writing,
+    // and its offsets move only once this one is durable. Abandoning this one then would
+    // leave that one stored and uncommitted. Shutdown finishes the batches in hand; one that
+    // cannot be written (the database down) gives up in the retry loop below, and the
+    // batches waiting for it end with it.
     for mut before in earlier {
-        tokio::select! {
-            passed = before.wait_for(|p| may_pass(p, &ours)) => {
-                // That batch ended without writing (abandoned): neither may this one.
-                passed.ok()?;
-            }
-            _ = shutdown.wait_for(|stop| *stop) => return None,
-        }
+        // That batch ended without writing (abandoned): neither may this one.
+        before.wait_for(|p| may_pass(p, &ours)).await.ok()?;
     }
     let mut backoff = Duration::from_millis(100);
     let mut paused: Option<TopicPartitionList> = None;
