@@ -252,6 +252,10 @@ impl Serve {
         let mut command = Command::new(bin);
         command
             .arg("serve")
+            // Measured without credentials or budgets; `bench-http` measures tokens apart.
+            .env("AUTH_ANONYMOUS_SCOPES", "all")
+            .env("RATE_LOOKUPS_PER_SECOND", "0")
+            .env("RATE_SEARCHES_PER_SECOND", "0")
             .env("DATABASE_URL", url)
             .env("KAFKA_BROKERS", common::brokers())
             .env("HTTP_ADDR", addr.to_string())

@@ -235,6 +235,10 @@ async fn drain_with_serve(
     let started = Instant::now();
     let mut child = Command::new(bin())
         .arg("serve")
+        // Measured without credentials or budgets; `bench-http` measures tokens apart.
+        .env("AUTH_ANONYMOUS_SCOPES", "all")
+        .env("RATE_LOOKUPS_PER_SECOND", "0")
+        .env("RATE_SEARCHES_PER_SECOND", "0")
         .env("DATABASE_URL", &db.url)
         .env("KAFKA_BROKERS", brokers)
         .env("KAFKA_TOPIC", topic)

@@ -122,6 +122,10 @@ impl Run {
             .port();
         let child = Command::new(bin)
             .arg("serve")
+            // Measured without credentials or budgets; `bench-http` measures tokens apart.
+            .env("AUTH_ANONYMOUS_SCOPES", "all")
+            .env("RATE_LOOKUPS_PER_SECOND", "0")
+            .env("RATE_SEARCHES_PER_SECOND", "0")
             .env("DATABASE_URL", &self.url)
             .env("KAFKA_BROKERS", &self.brokers)
             .env("KAFKA_TOPIC", &self.topic)

@@ -3,7 +3,9 @@
 # canonical order, whose uid is the document's example, and generated ones), so that its
 # requests reach real lookups, not only 404s. Every check: no server error, every status,
 # header and body as documented, 405 with Allow for undocumented methods (what the document
-# cannot state: scripts/schemathesis.toml).
+# cannot state: scripts/schemathesis.toml). Authentication is on, as in production: every
+# request carries an API key holding every scope (made by `order-svc keys create`), and
+# /metrics is on METRICS_ADDR.
 #
 #   scripts/fuzz-http.sh [MAX_EXAMPLES]   (needs PostgreSQL and the tests' broker: just test-services)
 set -euo pipefail
@@ -31,8 +33,11 @@ export KAFKA_TOPIC="fuzzhttp-$$" KAFKA_DLQ_TOPIC="fuzzhttp-$$.dlq" KAFKA_GROUP_I
 "$bin" migrate >/dev/null
 python3 -c 'import json,sys; print(json.dumps(json.load(open("tests/data/model.json"))))' >"$work/orders.jsonl"
 "$bin" generate --count 50 --seed 3 >>"$work/orders.jsonl" 2>/dev/null
+key=$("$bin" keys create --name fuzz-http --scopes all 2>/dev/null)
+auth="Authorization: Bearer $key"
 
-HTTP_ADDR=127.0.0.1:0 "$bin" serve >"$work/serve.log" 2>&1 &
+AUTH_API_KEYS=true METRICS_ADDR=127.0.0.1:0 RATE_LOOKUPS_PER_SECOND=0 RATE_SEARCHES_PER_SECOND=0 \
+  HTTP_ADDR=127.0.0.1:0 "$bin" serve >"$work/serve.log" 2>&1 &
 serve_pid=$!
 port=""
 for _ in $(seq 1 200); do
@@ -43,11 +48,11 @@ done
 [ -n "$port" ] || { cat "$work/serve.log" >&2; echo "fuzz-http: serve did not start" >&2; exit 1; }
 "$bin" produce --file "$work/orders.jsonl" --rps 1000 >/dev/null 2>&1
 for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/order/b563feb7b2b84b6test" >/dev/null 2>&1 && break
+  curl -fsS -H "$auth" "http://127.0.0.1:$port/order/b563feb7b2b84b6test" >/dev/null 2>&1 && break
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$port/order/b563feb7b2b84b6test" >/dev/null ||
+curl -fsS -H "$auth" "http://127.0.0.1:$port/order/b563feb7b2b84b6test" >/dev/null ||
   { echo "fuzz-http: the canonical order was not stored" >&2; exit 1; }
 
 schemathesis --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-examples "$examples" --seed 1 --workers 2
+  --header "$auth" --checks all --max-examples "$examples" --seed 1 --workers 2

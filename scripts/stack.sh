@@ -19,6 +19,9 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/orders"
 export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export KAFKA_TOPIC=orders KAFKA_DLQ_TOPIC=orders.dlq KAFKA_GROUP_ID=order-svc
 export HTTP_ADDR="127.0.0.1:$HTTP_PORT"
+# The local stack listens on loopback only: open access, said on every page, until the
+# stack has a sign-in of its own; API keys work too (order-svc keys create).
+export AUTH_ANONYMOUS_SCOPES=${AUTH_ANONYMOUS_SCOPES:-all} AUTH_API_KEYS=${AUTH_API_KEYS:-true}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN="$CARGO_TARGET_DIR/release/order-svc"
 

@@ -71,6 +71,145 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `order-svc man > order-svc.1; man ./order-svc.1`.
     Man,
+    /// API keys: `keys create --name NAME --scopes orders:read` prints a new key once;
+    /// `keys list`; `keys revoke NAME`.
+    Keys(KeysArgs),
+    /// Read the audit trail (`--subject`, `--since`), or delete what is older than the
+    /// retention (`--purge-before`).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// Make a key and print it (only its hash is stored: it cannot be shown again).
+    Create {
+        /// A name for the key (letters, digits, `.`, `_`, `-`; up to 64): who holds it.
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: orders:read, orders:search, pii:read,
+        /// rejections:read, audit:read (or all).
+        #[arg(long)]
+        scopes: String,
+    },
+    /// Every key: name, scopes, when made, last used, revoked.
+    List,
+    /// Revoke the key of this name (refused within 10 s by every `serve`).
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Only this caller's records (a token's subject or a key's name).
+    #[arg(long, value_name = "SUBJECT")]
+    pub subject: Option<String>,
+
+    /// Only records written at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// How many records at most, newest first.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+
+    /// Delete the records written before this time (the retention), and print how many.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with_all = ["subject", "since"])]
+    pub purge_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Who may read what (see the README's "Access control").
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Scopes of callers who present no credential (`all`, or a list such as
+    /// `orders:read`). Unset, anonymous access is off and `serve` needs another way in
+    /// (AUTH_API_KEYS or AUTH_ISSUER). Only where the port is private: it warns at start,
+    /// and every page says so.
+    #[arg(
+        long,
+        env = "AUTH_ANONYMOUS_SCOPES",
+        value_name = "AUTH_ANONYMOUS_SCOPES"
+    )]
+    pub auth_anonymous_scopes: Option<String>,
+
+    /// Accept API keys (`order-svc keys create`) as bearer tokens.
+    #[arg(long, env = "AUTH_API_KEYS", value_name = "AUTH_API_KEYS", default_value = "false",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auth_api_keys: bool,
+
+    /// The OpenID provider's issuer URL: bearer JWTs it signs for AUTH_AUDIENCE are accepted,
+    /// checked against the keys its discovery document names. https, or http on loopback.
+    #[arg(long, env = "AUTH_ISSUER", value_name = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// The audience (`aud`) a token must be issued for.
+    #[arg(long, env = "AUTH_AUDIENCE", value_name = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// The provider's key set, when discovery should not be used.
+    #[arg(long, env = "AUTH_JWKS_URL", value_name = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+
+    /// The claim holding a token's scopes (a space-separated string or an array).
+    #[arg(
+        long,
+        env = "AUTH_SCOPE_CLAIM",
+        value_name = "AUTH_SCOPE_CLAIM",
+        default_value = "scope"
+    )]
+    pub auth_scope_claim: String,
+
+    /// The claim holding a token's roles or groups (such as `groups` or `roles`), mapped to
+    /// scopes by AUTH_ROLE_SCOPES.
+    #[arg(long, env = "AUTH_ROLES_CLAIM", value_name = "AUTH_ROLES_CLAIM")]
+    pub auth_roles_claim: Option<String>,
+
+    /// Roles to scopes: `support=orders:read,orders:search,pii:read;viewer=orders:read`.
+    #[arg(long, env = "AUTH_ROLE_SCOPES", value_name = "AUTH_ROLE_SCOPES")]
+    pub auth_role_scopes: Option<String>,
+
+    /// Key of the audit trail's hashes of searched values (at least 32 characters). Unset:
+    /// a random key per process, so hashes cannot be compared across restarts. A secret:
+    /// AUDIT_HASH_KEY_FILE may name a file holding it.
+    #[arg(
+        long,
+        env = "AUDIT_HASH_KEY",
+        value_name = "AUDIT_HASH_KEY",
+        hide_env_values = true
+    )]
+    pub audit_hash_key: Option<String>,
+
+    /// Lookups per second each caller may make (a burst of twice as many); 0: no limit.
+    #[arg(
+        long,
+        env = "RATE_LOOKUPS_PER_SECOND",
+        value_name = "RATE_LOOKUPS_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub rate_lookups_per_second: u32,
+
+    /// Lists and searches per second each caller may make (a burst of twice as many); 0: no
+    /// limit.
+    #[arg(
+        long,
+        env = "RATE_SEARCHES_PER_SECOND",
+        value_name = "RATE_SEARCHES_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub rate_searches_per_second: u32,
 }
 
 /// Where `serve` listens unless told otherwise, and so where `healthcheck` asks.
@@ -308,6 +447,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub dlq: DeadLetterTopicArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Consumer group; `serve` processes in one group share the topic's partitions.
     #[arg(

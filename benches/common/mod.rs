@@ -131,6 +131,10 @@ pub fn serve_command(bin: &str, url: &str, topic: &str, addr: std::net::SocketAd
     let mut command = Command::new(bin);
     command
         .arg("serve")
+        // Measured without credentials or budgets; `bench-http` measures tokens apart.
+        .env("AUTH_ANONYMOUS_SCOPES", "all")
+        .env("RATE_LOOKUPS_PER_SECOND", "0")
+        .env("RATE_SEARCHES_PER_SECOND", "0")
         .env("DATABASE_URL", url)
         .env("KAFKA_BROKERS", brokers())
         .env("KAFKA_TOPIC", topic)

@@ -1,6 +1,6 @@
 -- Retention: deletes the orders stored more than `keep` ago (a psql variable, such as
 -- '90 days') with their deliveries, payments and items, 10 000 orders per transaction so
--- that no lock is held for long, and the dead-letter records as old. Run it as the schema's
+-- that no lock is held for long, and the dead-letter records and audit records as old. Run it as the schema's
 -- owner (serve's role may not DELETE), from cron or a Kubernetes CronJob:
 --   psql "$OWNER_DATABASE_URL" -v keep='90 days' -f deploy/postgres/purge.sql
 -- A purged order that Kafka still holds comes back if a consumer group replays the topic:
@@ -24,5 +24,8 @@ BEGIN
     COMMIT;
   END LOOP;
   DELETE FROM dead_letters WHERE sent_at < cutoff;
+  -- The audit trail refuses deletes but for its retention, which says so (migrations/V7).
+  PERFORM set_config('order_svc.audit_purge', 'on', true);
+  DELETE FROM audit_log WHERE at < cutoff;
 END $$;
 CALL pg_temp.purge(now() - :'keep'::interval);

@@ -26,3 +26,11 @@ GRANT USAGE ON SCHEMA public TO :"role";
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO :"role";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public
     GRANT SELECT, INSERT ON TABLES TO :"role";
+
+-- api_keys: serve records when a key was last used, and nothing else of a key. (The table
+-- comes with migration V7: run this again after `migrate` if it ran before.)
+SELECT format('GRANT UPDATE (last_used_at) ON api_keys TO %I', :'role')
+WHERE to_regclass('api_keys') IS NOT NULL
+\gexec
+-- audit_log: serve inserts records and reads them for GET /audit; never changes or deletes
+-- one (SELECT, INSERT above; the table's trigger refuses UPDATE and DELETE to everyone).

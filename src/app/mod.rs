@@ -1,7 +1,9 @@
 //! Composition roots: one per subcommand, each wiring adapters to the domain and running.
 
+pub mod audit;
 pub mod generate;
 pub mod healthcheck;
+pub mod keys;
 pub mod migrate;
 pub mod produce;
 pub mod redrive;
@@ -21,6 +23,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         Settings::Produce(s) => runtime()?.block_on(produce::run(s)),
         Settings::Redrive(s) => runtime()?.block_on(redrive::run(s)),
         Settings::Healthcheck(s) => runtime()?.block_on(healthcheck::run(s)),
+        Settings::Keys(s) => runtime()?.block_on(keys::run(s)),
+        Settings::Audit(s) => runtime()?.block_on(audit::run(s)),
         Settings::Show(text) => {
             print!("{text}");
             Ok(())

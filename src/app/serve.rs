@@ -13,6 +13,7 @@ use anyhow::Context;
 use metrics::gauge;
 use tokio::sync::watch;
 
+use crate::adapters::auth::{Authenticator, JwtVerifier, KeyVerifier, RateLimits};
 use crate::adapters::cache::{self, MokaCache};
 use crate::adapters::http;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
@@ -21,11 +22,12 @@ use crate::adapters::kafka::{self, consumer};
 use crate::adapters::postgres::metrics::PoolName;
 use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::Role;
-use crate::domain::browse::Browser;
+use crate::domain::browse::{Browse, Browser};
+use crate::domain::guard::{Guard, ValueHasher};
 use crate::domain::health::Readiness;
 use crate::domain::ingest::Ingest;
-use crate::domain::lookup::Lookup;
-use crate::settings::ServeSettings;
+use crate::domain::lookup::{FindOrder, Lookup};
+use crate::settings::{AuthSettings, ServeSettings};
 use crate::telemetry;
 
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
@@ -36,6 +38,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         kafka,
         cache,
         ingest,
+        auth,
     } = settings;
     let url = &postgres.url;
     // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
@@ -129,14 +132,8 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         workers: http.workers,
     };
     let browse = Arc::new(Browser::new(store.clone()));
-    let mut server = http::start(
-        listen,
-        lookup,
-        browse,
-        readiness.clone(),
-        metrics,
-        bench_fixed,
-    )?;
+    let access = access(&auth, &store, lookup, browse).await?;
+    let mut server = http::start(listen, access, readiness.clone(), metrics, bench_fixed)?;
     tracing::info!(addr = %server.addr, ?role, "serving HTTP");
     if let Some((addr, _)) = &server.metrics {
         tracing::info!(%addr, "serving /metrics on its own address");
@@ -180,6 +177,55 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     server.stop().await;
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Who may come in: the ways in the settings name, and the guard every read goes through.
+async fn access(
+    auth: &AuthSettings,
+    store: &PgStore,
+    lookup: Arc<dyn FindOrder>,
+    browse: Arc<dyn Browse>,
+) -> anyhow::Result<http::Access> {
+    let jwt = match &auth.jwt {
+        Some(settings) => {
+            let verifier = Arc::new(JwtVerifier::new(settings.clone())?);
+            // Fetched now, so the first token need not wait; a provider not up yet is asked
+            // again by the first token that needs it.
+            if let Err(e) = verifier.refresh().await {
+                tracing::warn!(issuer = %settings.issuer, error = %format!("{e:#}"),
+                    "cannot fetch the identity provider's keys yet; will try again");
+            }
+            Some(verifier)
+        }
+        None => None,
+    };
+    if let Some(scopes) = auth.anonymous {
+        tracing::warn!(%scopes, "anonymous access is on (AUTH_ANONYMOUS_SCOPES): anyone who reaches the port has these scopes");
+    }
+    let key = match &auth.audit_hash_key {
+        Some(key) => key.as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "AUDIT_HASH_KEY is unset: searched values are hashed with a key of this process only"
+            );
+            rand::random::<[u8; 32]>().to_vec()
+        }
+    };
+    let limits = RateLimits::new(auth.rate);
+    Ok(http::Access {
+        guard: Guard::new(
+            lookup,
+            browse,
+            Arc::new(store.clone()),
+            ValueHasher::new(&key),
+        ),
+        auth: Authenticator {
+            anonymous: auth.anonymous,
+            keys: auth.api_keys.then(|| KeyVerifier::new(store.clone())),
+            jwt,
+        },
+        limits,
+    })
 }
 
 /// Keeps the readiness flag of the database current.

@@ -82,6 +82,8 @@ pub const INGEST_RETRIES: &str = "order_svc_ingest_retries_total";
 pub const CACHE_REQUESTS: &str = "order_svc_cache_requests_total";
 /// Stored rows that do not read back as an order.
 pub const ORDERS_UNREADABLE: &str = "order_svc_orders_unreadable_total";
+/// Reads refused because their audit record could not be written.
+pub const AUDIT_FAILURES: &str = "order_svc_audit_failures_total";
 /// 1 when ready, else 0.
 pub const READY: &str = "order_svc_service_ready";
 
@@ -216,6 +218,13 @@ pub const CORE: &[Metric] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Stored rows that do not read back as an order (skipped by the preload, 500 on lookup).",
+        labels: Labels::Bounded(&[]),
+    },
+    Metric {
+        name: AUDIT_FAILURES,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Reads of personal data or searches refused (503) because their audit record could not be written.",
         labels: Labels::Bounded(&[]),
     },
     Metric {

@@ -2,7 +2,9 @@
 //! The core: orders, their rules, and the use cases. It knows nothing of Kafka, PostgreSQL,
 //! caches or HTTP; adapters reach it through the traits in [`ports`].
 
+pub mod access;
 pub mod browse;
+pub mod guard;
 pub mod health;
 pub mod ingest;
 pub mod lookup;

@@ -5,6 +5,7 @@
 //! [`sources`] reads the flags, the environment, the secrets' files and the settings file;
 //! this module turns what they gave into one typed value per command.
 
+pub mod auth;
 pub mod sources;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use crate::cli::{
 };
 use crate::domain::ingest::IngestPolicy;
 use crate::generate::GenerateOptions;
+pub use auth::{AuditSettings, AuthSettings, KeysCommand, KeysSettings};
 pub use sources::{ParseError, Parsed, Property, parse};
 
 /// One command, ready to run.
@@ -39,6 +41,8 @@ pub enum Settings {
     /// `order-svc config`, `completions`, `man`: the text to print.
     Show(String),
     Healthcheck(HealthcheckSettings),
+    Keys(KeysSettings),
+    Audit(AuditSettings),
 }
 
 /// `order-svc healthcheck`: which endpoint of which address to ask, and for how long.
@@ -99,6 +103,8 @@ impl Invocation {
                 Settings::Show(sources::describe(config.as_deref(), &args.command)?)
             }
             Command::Healthcheck(args) => Settings::Healthcheck(HealthcheckSettings::new(args)),
+            Command::Keys(args) => Settings::Keys(KeysSettings::new(args)?),
+            Command::Audit(args) => Settings::Audit(AuditSettings::new(args)?),
             Command::Completions(args) => {
                 let mut out = Vec::new();
                 clap_complete::generate(args.shell, &mut Cli::command(), "order-svc", &mut out);
@@ -127,6 +133,7 @@ pub struct ServeSettings {
     pub kafka: KafkaSettings,
     pub cache: CacheSettings,
     pub ingest: IngestSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug)]
@@ -183,6 +190,7 @@ impl ServeSettings {
             );
         }
         let serves_api = args.role != Role::Ingest;
+        let auth = AuthSettings::new(&args.auth, args.metrics_addr.is_some())?;
         let parallel = usize::from(args.ingest_parallel_batches);
         let consumer = ConsumerSettings {
             kafka: kafka.connection.clone(),
@@ -226,12 +234,13 @@ impl ServeSettings {
                     consistency: args.validation_consistency,
                 },
             },
+            auth,
         })
     }
 }
 
 /// Parses `DATABASE_URL` without ever echoing it: it may hold a password.
-fn database_url(args: &DatabaseArgs) -> anyhow::Result<DatabaseUrl> {
+pub(crate) fn database_url(args: &DatabaseArgs) -> anyhow::Result<DatabaseUrl> {
     let url: DatabaseUrl = args
         .database_url
         .parse()

@@ -255,6 +255,11 @@ impl Serve {
         cmd.arg("serve")
             .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info,order_svc=debug")
+            // Tests of other features reach every route without credentials and without
+            // budgets; the access tests (tests/it/access.rs) set their own.
+            .env("AUTH_ANONYMOUS_SCOPES", "all")
+            .env("RATE_LOOKUPS_PER_SECOND", "0")
+            .env("RATE_SEARCHES_PER_SECOND", "0")
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         for (k, v) in env {

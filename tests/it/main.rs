@@ -2,6 +2,7 @@
 //! Kafka-protocol broker). One test binary with modules keeps link time low. `just test`
 //! starts the services; TEST_DATABASE_URL and TEST_KAFKA_BROKERS say where they are.
 
+mod access;
 mod browse;
 mod chaos;
 mod cli;

@@ -9,14 +9,20 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::errors::ApiError;
-use crate::domain::browse::{Criterion, Field, Page, PageRequest, RejectionRecord, Search};
+use crate::adapters::auth::Budget;
+use crate::domain::browse::{
+    Criterion, Field, Page, PageRequest, Search, decode_rejection_cursor, encode_rejection_cursor,
+};
+use crate::domain::guard::AuditQuery;
 use crate::domain::lookup::Source;
 use crate::domain::order::OrderUid;
 
 /// Rejections shown with a 404 at most; `GET /rejections?uid=` lists them all.
-const REJECTIONS_WITH_404: usize = 20;
+pub(super) const REJECTIONS_WITH_404: usize = 20;
 
-pub const ORDER_CACHE_CONTROL: &str = "private, max-age=86400, immutable";
+/// Orders never change once stored, but they hold personal data: browsers may keep the
+/// JSON (revalidated by its tag), shared caches (proxies, CDNs) must not.
+pub const ORDER_CACHE_CONTROL: &str = "private, no-cache";
 
 pub async fn get_order(
     req: HttpRequest,
@@ -36,18 +42,24 @@ async fn answer(
     uid: String,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
+    let ctx = super::identify(req, state, Budget::Lookup).await?;
     let uid = OrderUid::parse(uid).map_err(|_| ApiError::InvalidUid)?;
-    let (view, source) = match state.lookup.find(&uid).await.map_err(ApiError::from) {
-        Ok(found) => found,
-        Err(ApiError::NotFound) => return Ok(not_stored(state, uid).await),
+    let shown = match state
+        .guard
+        .order(ctx.asked(), &uid)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(shown) => shown,
+        Err(ApiError::NotFound) => return Ok(not_stored(state, &ctx, uid).await),
         Err(e) => return Err(e),
     };
-    let etag = format!("\"{}\"", view.etag);
-    let x_cache = match source {
+    let etag = format!("\"{}\"", shown.etag);
+    let x_cache = match shown.source {
         Source::Cache => "hit",
         Source::Store => "miss",
     };
-    let not_modified = if_none_match(req, &view.etag);
+    let not_modified = if_none_match(req, &shown.etag);
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -55,14 +67,13 @@ async fn answer(
     };
     response
         .insert_header((header::ETAG, etag))
-        // Orders never change once stored, but they hold personal data: browsers may keep
-        // them, shared caches (proxies, CDNs) must not.
         .insert_header((header::CACHE_CONTROL, ORDER_CACHE_CONTROL))
+        .insert_header((header::VARY, "Authorization"))
         .insert_header(("X-Cache", x_cache));
     if not_modified {
         return Ok(response.finish());
     }
-    Ok(response.content_type("application/json").body(view.json))
+    Ok(response.content_type("application/json").body(shown.json))
 }
 
 /// Whether `If-None-Match` names this entity tag (or `*`); weak tags compare equal.
@@ -78,9 +89,12 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 }
 
 /// The 404 of a uid never stored, with `rejected`: what the dead-letter records say of it
-/// (empty when nothing was set aside, or when the records cannot be read right now).
-async fn not_stored(state: &AppState, uid: OrderUid) -> HttpResponse {
-    let rejected: Vec<Value> = rejections_of(state, uid)
+/// (empty when nothing was set aside, when the caller may not read them, or when they
+/// cannot be read right now).
+async fn not_stored(state: &AppState, ctx: &super::Ctx, uid: OrderUid) -> HttpResponse {
+    let rejected: Vec<Value> = state
+        .guard
+        .rejections_of(ctx.asked(), uid, REJECTIONS_WITH_404)
         .await
         .into_iter()
         .map(|r| json!({"at": r.at, "reason": r.reason, "detail": r.detail}))
@@ -90,29 +104,15 @@ async fn not_stored(state: &AppState, uid: OrderUid) -> HttpResponse {
     ApiError::NotFound.response_with(extra)
 }
 
-/// The newest dead-letter records of a uid never stored (at most [`REJECTIONS_WITH_404`]);
-/// none when they cannot be read right now: the answer then says only that it is not there.
-pub(super) async fn rejections_of(state: &AppState, uid: OrderUid) -> Vec<RejectionRecord> {
-    let page = PageRequest {
-        limit: Some(REJECTIONS_WITH_404.to_string()),
-        before: None,
-    };
-    match state.browse.rejections(Some(uid), page).await {
-        Ok(page) => page.items,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the rejections of a uid not found");
-            Vec::new()
-        }
-    }
-}
-
 /// The query's parameters as pairs, each named at most once.
 pub(super) fn pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|_| ApiError::InvalidQuery("the query string does not decode".into()))?
         .into_inner();
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(n, _)| n == name) {
+    // A set, not a pairwise comparison: a query of thousands of names costs linear time.
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    for (name, _) in &pairs {
+        if !seen.insert(name.as_str()) {
             return Err(ApiError::InvalidQuery(format!("{name} is given twice")));
         }
     }
@@ -146,8 +146,9 @@ pub fn order_query(query: &str) -> Result<(Search, PageRequest), ApiError> {
 pub async fn list_orders(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     super::guarded("list_orders", async {
         let answer = async {
+            let ctx = super::identify(&req, &state, Budget::Search).await?;
             let (search, page) = order_query(req.query_string())?;
-            Ok::<_, ApiError>(state.browse.orders(search, page).await?)
+            Ok::<_, ApiError>(state.guard.orders(ctx.asked(), search, page).await?)
         };
         listed(answer.await)
     })
@@ -168,6 +169,7 @@ fn listed<T: serde::Serialize>(answer: Result<Page<T>, ApiError>) -> HttpRespons
 pub async fn list_rejections(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     super::guarded("list_rejections", async {
         let answer = async {
+            let ctx = super::identify(&req, &state, Budget::Search).await?;
             let mut uid = None;
             let mut page = PageRequest::default();
             for (name, value) in pairs(req.query_string())? {
@@ -180,7 +182,57 @@ pub async fn list_rejections(req: HttpRequest, state: web::Data<AppState>) -> Ht
                     }
                 }
             }
-            Ok(state.browse.rejections(uid, page).await?)
+            Ok(state.guard.rejections(ctx.asked(), uid, page).await?)
+        };
+        listed(answer.await)
+    })
+    .await
+}
+
+/// Records of the audit trail per page at most.
+const AUDIT_PAGE: usize = 100;
+
+/// `GET /audit`: the audit trail, newest first; `subject` keeps one caller's, `since`
+/// (RFC 3339) those written since.
+pub async fn list_audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    super::guarded("list_audit", async {
+        let answer = async {
+            let ctx = super::identify(&req, &state, Budget::Search).await?;
+            let mut query = AuditQuery {
+                limit: AUDIT_PAGE + 1,
+                ..AuditQuery::default()
+            };
+            for (name, value) in pairs(req.query_string())? {
+                match name.as_str() {
+                    "subject" => query.subject = Some(value),
+                    "since" => {
+                        query.since = Some(
+                            chrono::DateTime::parse_from_rfc3339(&value)
+                                .map_err(|_| {
+                                    ApiError::InvalidQuery("since must be an RFC 3339 time".into())
+                                })?
+                                .to_utc(),
+                        );
+                    }
+                    "before" => {
+                        query.before = Some(decode_rejection_cursor(&value).ok_or_else(|| {
+                            ApiError::InvalidQuery("before is not a cursor of ours".into())
+                        })?);
+                    }
+                    _ => {
+                        return Err(ApiError::InvalidQuery(format!("unknown parameter {name}")));
+                    }
+                }
+            }
+            let mut rows = state.guard.audit(ctx.asked(), query).await?;
+            let next = (rows.len() > AUDIT_PAGE).then(|| {
+                rows.truncate(AUDIT_PAGE);
+                encode_rejection_cursor(rows[AUDIT_PAGE - 1].0)
+            });
+            Ok(Page {
+                items: rows.into_iter().map(|(_, r)| r).collect(),
+                next,
+            })
         };
         listed(answer.await)
     })

@@ -5,7 +5,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::adapters::auth::AuthFailure;
+use crate::domain::access::Scope;
 use crate::domain::browse::BrowseError;
+use crate::domain::guard::Refusal;
 use crate::domain::lookup::LookupError;
 use crate::domain::order::MAX_ID_LEN;
 
@@ -30,6 +33,26 @@ pub enum ApiError {
     Unreadable,
     #[error("internal error")]
     Internal,
+    /// No credential, and anonymous access is off.
+    #[error("sign in, or present a bearer token or an API key")]
+    Unauthenticated,
+    /// A credential that proves nothing; the text says why, never the credential.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    /// The caller lacks a scope.
+    #[error("this needs the scope {0}")]
+    Forbidden(Scope),
+    /// Over the caller's budget; retry after this many seconds.
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
+    /// The audit record could not be written, so the data is not shown.
+    #[error(
+        "the audit trail cannot be written right now, so personal data is not shown; try again shortly"
+    )]
+    AuditUnavailable,
+    /// The credential cannot be checked right now.
+    #[error("credentials cannot be checked right now; try again shortly")]
+    AuthUnavailable,
 }
 
 impl ApiError {
@@ -43,6 +66,12 @@ impl ApiError {
             Self::Unavailable => "unavailable",
             Self::Unreadable => "order_unreadable",
             Self::Internal => "internal",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited(_) => "rate_limited",
+            Self::AuditUnavailable => "audit_unavailable",
+            Self::AuthUnavailable => "auth_unavailable",
         }
     }
 }
@@ -83,6 +112,30 @@ impl From<BrowseError> for ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
+        match e {
+            Refusal::Forbidden(f) => Self::Forbidden(f.needs),
+            Refusal::AuditUnavailable(_) => Self::AuditUnavailable,
+            Refusal::Lookup(e) => e.into(),
+            Refusal::Browse(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(e: AuthFailure) -> Self {
+        match e {
+            AuthFailure::Missing => Self::Unauthenticated,
+            AuthFailure::Invalid(why) => Self::InvalidToken(why),
+            AuthFailure::Unavailable(detail) => {
+                tracing::warn!(%detail, "cannot check a credential");
+                Self::AuthUnavailable
+            }
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -90,7 +143,12 @@ impl ResponseError for ApiError {
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::AuditUnavailable | Self::AuthUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Unauthenticated | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal | Self::Unreadable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,8 +166,31 @@ impl ApiError {
         if matches!(self, Self::MethodNotAllowed) {
             response.insert_header(("Allow", "GET, HEAD"));
         }
-        if matches!(self, Self::Unavailable) {
-            response.insert_header(("Retry-After", "5"));
+        match self {
+            Self::Unavailable | Self::AuditUnavailable | Self::AuthUnavailable => {
+                response.insert_header(("Retry-After", "5"));
+            }
+            Self::RateLimited(secs) => {
+                response.insert_header(("Retry-After", secs.to_string()));
+            }
+            Self::Unauthenticated => {
+                response.insert_header(("WWW-Authenticate", r#"Bearer realm="order-svc""#));
+            }
+            Self::InvalidToken(why) => {
+                response.insert_header((
+                    "WWW-Authenticate",
+                    format!(r#"Bearer realm="order-svc", error="invalid_token", error_description="{why}""#),
+                ));
+            }
+            Self::Forbidden(scope) => {
+                response.insert_header((
+                    "WWW-Authenticate",
+                    format!(
+                        r#"Bearer realm="order-svc", error="insufficient_scope", scope="{scope}""#
+                    ),
+                ));
+            }
+            _ => {}
         }
         let mut body = json!({"error": self.code(), "message": self.to_string()});
         if let Some(members) = body.as_object_mut() {

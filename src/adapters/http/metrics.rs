@@ -7,6 +7,12 @@ use crate::domain::metrics::{Kind, Labels, Metric};
 
 pub const HTTP_REQUESTS: &str = "order_svc_http_requests_total";
 pub const HTTP_DURATION: &str = "order_svc_http_request_duration_seconds";
+pub const RATE_LIMITED: &str = "order_svc_http_rate_limited_total";
+
+/// The budgets a request draws on.
+fn budgets() -> Vec<&'static str> {
+    vec!["lookup", "search"]
+}
 
 pub const METRICS: &[Metric] = &[
     Metric {
@@ -22,5 +28,12 @@ pub const METRICS: &[Metric] = &[
         unit: Some(Unit::Seconds),
         help: "HTTP request latency by route template, method and status.",
         labels: Labels::Open,
+    },
+    Metric {
+        name: RATE_LIMITED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Requests answered 429 because their caller was over its budget, by budget.",
+        labels: Labels::Bounded(&[("budget", budgets)]),
     },
 ];

@@ -26,19 +26,73 @@ use tracing::Instrument;
 
 pub use errors::ApiError;
 
-use crate::domain::browse::Browse;
+use crate::adapters::auth::{Authenticator, Budget, Principal, RateLimits};
+use crate::domain::access::Caller;
+use crate::domain::guard::{Asked, Guard};
 use crate::domain::health::Readiness;
-use crate::domain::lookup::FindOrder;
 
 /// Longest request path served; anything longer is answered 414 before routing.
 const MAX_PATH: usize = 512;
 
 /// What the handlers share.
 pub struct AppState {
-    pub lookup: Arc<dyn FindOrder>,
-    pub browse: Arc<dyn Browse>,
+    /// Every read of orders, dead letters and the audit trail, on a caller's behalf.
+    pub guard: Guard,
+    pub auth: Authenticator,
+    pub limits: RateLimits,
     pub readiness: Arc<Readiness>,
     pub templates: tera::Tera,
+}
+
+/// Who may come in, and how often.
+pub struct Access {
+    pub guard: Guard,
+    pub auth: Authenticator,
+    pub limits: RateLimits,
+}
+
+/// A request's caller, route template and id: what the guard is told of it.
+pub(crate) struct Ctx {
+    pub caller: Caller,
+    route: String,
+    request_id: Arc<str>,
+}
+
+impl Ctx {
+    pub fn asked(&self) -> Asked<'_> {
+        Asked {
+            caller: &self.caller,
+            route: &self.route,
+            request_id: &self.request_id,
+        }
+    }
+}
+
+/// The caller of `req`, within its budget for `budget`; or why not.
+pub(crate) async fn identify(
+    req: &HttpRequest,
+    state: &AppState,
+    budget: Budget,
+) -> Result<Ctx, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::InvalidToken("the Authorization header is not text"))
+        })
+        .transpose()?;
+    let caller = state.auth.authenticate(presented).await?;
+    let who = Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
+    state.limits.check(budget, &who).map_err(|wait| {
+        counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
+        ApiError::RateLimited(wait.as_secs().max(1))
+    })?;
+    Ok(Ctx {
+        caller,
+        route: req.match_pattern().unwrap_or_else(|| req.path().to_owned()),
+        request_id: crate::adapters::trace::current_request_id().unwrap_or_else(|| "".into()),
+    })
 }
 
 /// A running server: its address (useful with port 0) and the handle that stops it; and
@@ -74,8 +128,7 @@ pub struct Listen {
 
 pub fn start(
     listen: Listen,
-    lookup: Arc<dyn FindOrder>,
-    browse: Arc<dyn Browse>,
+    access: Access,
     readiness: Arc<Readiness>,
     metrics: RenderMetrics,
     bench_fixed: Option<bytes::Bytes>,
@@ -90,13 +143,17 @@ pub fn start(
         None => None,
     };
     let exporter = web::Data::new(metrics.clone());
+    // With authentication on, `/metrics` is served only on its own address (settings
+    // refuse the other case at start).
+    let open = access.auth.is_open();
+    let with_metrics = metrics_addr.is_none() && open;
     let state = web::Data::new(AppState {
-        lookup,
-        browse,
+        guard: access.guard,
+        auth: access.auth,
+        limits: access.limits,
         readiness,
-        templates: pages::templates()?,
+        templates: pages::templates(open)?,
     });
-    let with_metrics = metrics_addr.is_none();
     let server = HttpServer::new(move || {
         let fixed = bench_fixed.clone();
         let app = App::new()
@@ -106,7 +163,7 @@ pub fn start(
                 DefaultHeaders::new()
                     .add((
                         "Content-Security-Policy",
-                        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
                     ))
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("Referrer-Policy", "no-referrer")),
@@ -153,6 +210,7 @@ fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.service(readable("/order/{order_uid:.*}", api::get_order))
         .service(readable("/orders", api::list_orders))
         .service(readable("/rejections", api::list_rejections))
+        .service(readable("/audit", api::list_audit))
         .service(readable("/orders/{order_uid:.*}", pages::order_page))
         .service(readable("/", pages::index))
         .service(readable("/static/{file}", pages::static_file))
@@ -372,10 +430,12 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::domain::access::Scopes;
     use crate::domain::browse::{
         Browser, Criterion, OrderIndex, OrderSummary, RejectionRecord, Search,
     };
-    use crate::domain::lookup::{Found, LookupError, OrderView, Source};
+    use crate::domain::guard::{AuditQuery, AuditRecord, AuditTrail, Recorded, ValueHasher};
+    use crate::domain::lookup::{FindOrder, Found, LookupError, OrderView, Source};
     use crate::domain::order::{ContentHash, OrderUid};
     use crate::domain::ports::{Position, StoreError};
 
@@ -548,15 +608,73 @@ mod tests {
         assert_eq!(json("/orders?customer_id=down").await.0, 503);
     }
 
+    /// Keeps what it is given, or refuses everything when `broken`.
+    #[derive(Default)]
+    struct FakeAudit {
+        broken: bool,
+        records: std::sync::Mutex<Vec<AuditRecord>>,
+    }
+
+    impl AuditTrail for Arc<FakeAudit> {
+        fn record(&self, record: AuditRecord) -> Recorded<'_, ()> {
+            let result = if self.broken {
+                Err(StoreError::Unavailable(anyhow::anyhow!("read-only")))
+            } else {
+                self.records.lock().unwrap().push(record);
+                Ok(())
+            };
+            Box::pin(async move { result })
+        }
+
+        fn read(&self, _: AuditQuery) -> Recorded<'_, Vec<(i64, AuditRecord)>> {
+            let rows = self.records.lock().unwrap().clone();
+            let rows = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (i as i64 + 1, r))
+                .collect();
+            Box::pin(async move { Ok(rows) })
+        }
+    }
+
     async fn get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Bytes) {
-        let state = web::Data::new(AppState {
-            lookup: Arc::new(Fake),
-            browse: Arc::new(Browser::with_newest_ttl(
+        get_as(
+            Scopes::all(),
+            &Arc::new(FakeAudit::default()),
+            path,
+            headers,
+        )
+        .await
+    }
+
+    /// `path` asked by an anonymous caller holding `scopes`, audited into `audit`.
+    async fn get_as(
+        scopes: Scopes,
+        audit: &Arc<FakeAudit>,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>, Bytes) {
+        let guard = Guard::new(
+            Arc::new(Fake),
+            Arc::new(Browser::with_newest_ttl(
                 FakeIndex,
                 std::time::Duration::ZERO,
             )),
+            Arc::new(audit.clone()),
+            ValueHasher::new(b"test key"),
+        );
+        let state = web::Data::new(AppState {
+            guard,
+            auth: Authenticator {
+                anonymous: Some(scopes),
+                ..Authenticator::default()
+            },
+            limits: RateLimits::new(crate::adapters::auth::RateSettings {
+                lookups_per_second: 0,
+                searches_per_second: 0,
+            }),
             readiness: Arc::new(Readiness::new(true, false)),
-            templates: pages::templates().unwrap(),
+            templates: pages::templates(true).unwrap(),
         });
         let app = test::init_service(
             App::new()
@@ -662,5 +780,152 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
             assert!(seen.insert(id), "a new id each time");
         }
+    }
+
+    #[actix_web::test]
+    async fn every_route_answers_each_scope_set_as_the_readme_table_says() {
+        use crate::domain::access::Scope::*;
+        let set = |list: &[crate::domain::access::Scope]| list.iter().copied().collect::<Scopes>();
+        // (path, scopes, status, masked?)
+        let cases: &[(&str, Scopes, u16, Option<bool>)] = &[
+            ("/order/cached", Scopes::NONE, 403, None),
+            ("/order/cached", set(&[OrdersSearch]), 403, None),
+            ("/order/cached", set(&[OrdersRead]), 200, Some(true)),
+            (
+                "/order/cached",
+                set(&[OrdersRead, PiiRead]),
+                200,
+                Some(false),
+            ),
+            ("/orders/cached", set(&[OrdersRead]), 200, Some(true)),
+            (
+                "/orders/cached",
+                set(&[OrdersRead, PiiRead]),
+                200,
+                Some(false),
+            ),
+            ("/orders/cached", set(&[PiiRead]), 403, None),
+            ("/orders", set(&[OrdersRead]), 403, None),
+            ("/orders", set(&[OrdersSearch]), 200, Some(true)),
+            ("/orders", set(&[OrdersSearch, PiiRead]), 200, Some(false)),
+            (
+                "/orders?phone=%2B9720000000",
+                set(&[OrdersSearch]),
+                403,
+                None,
+            ),
+            (
+                "/orders?phone=%2B9720000000",
+                set(&[OrdersSearch, PiiRead]),
+                200,
+                Some(false),
+            ),
+            // Tried only as a customer id (the fake echoes what reached it).
+            (
+                "/orders?q=%2B9720000000",
+                set(&[OrdersSearch]),
+                200,
+                Some(true),
+            ),
+            (
+                "/orders?track_number=WBIL",
+                set(&[OrdersSearch]),
+                200,
+                Some(true),
+            ),
+            ("/", set(&[OrdersRead]), 403, None),
+            ("/", set(&[OrdersSearch]), 200, Some(true)),
+            (
+                "/rejections",
+                set(&[OrdersRead, OrdersSearch, PiiRead]),
+                403,
+                None,
+            ),
+            ("/rejections", set(&[RejectionsRead]), 200, None),
+            ("/audit", Scopes::all().difference(AuditRead), 403, None),
+            ("/audit", set(&[AuditRead]), 200, None),
+            ("/healthz", Scopes::NONE, 200, None),
+            ("/openapi.json", Scopes::NONE, 200, None),
+        ];
+        for (path, scopes, status, masked) in cases {
+            let audit = Arc::new(FakeAudit::default());
+            let (got, headers, body) = get_as(*scopes, &audit, path, &[]).await;
+            assert_eq!(
+                got,
+                *status,
+                "{path} with {scopes}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            if got == 403 {
+                let challenge = header(&headers, "www-authenticate").unwrap_or_default();
+                assert!(
+                    challenge.contains("insufficient_scope"),
+                    "{path}: {challenge}"
+                );
+            }
+            let text = String::from_utf8_lossy(&body);
+            if path.contains("q=") && !scopes.has(PiiRead) {
+                assert!(
+                    !text.contains("phone="),
+                    "a phone search reached the store: {text}"
+                );
+            }
+            if let Some(masked) = masked {
+                // The fake index's summaries carry the name "limit N"; the order is model.json.
+                let personal = if path.starts_with("/order")
+                    && !path.starts_with("/orders?")
+                    && *path != "/orders"
+                {
+                    "Test Testov"
+                } else {
+                    "limit "
+                };
+                assert_eq!(
+                    !text.contains(personal),
+                    *masked,
+                    "{path} with {scopes}: {text}"
+                );
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn unmasked_reads_and_searches_are_audited_once_and_refused_without_a_record() {
+        let audit = Arc::new(FakeAudit::default());
+        let all = Scopes::all();
+        get_as(all, &audit, "/order/cached", &[("X-Request-Id", "r1")]).await;
+        get_as(all, &audit, "/orders?phone=%2B9720000000", &[]).await;
+        let masked = Scopes::parse_list("orders:read orders:search").unwrap();
+        get_as(masked, &audit, "/order/cached", &[]).await;
+        get_as(masked, &audit, "/orders", &[]).await;
+        get_as(masked, &audit, "/orders?customer_id=c1", &[]).await;
+        let records = audit.records.lock().unwrap().clone();
+        assert_eq!(records.len(), 3, "{records:?}");
+        assert_eq!(records[0].action.as_str(), "order");
+        assert_eq!(records[0].order_uid.as_deref(), Some("cached"));
+        assert_eq!(records[0].request_id, "r1");
+        assert_eq!(records[1].fields, ["phone"]);
+        assert_eq!(records[1].results, 3);
+        let text = format!("{records:?}");
+        assert!(
+            !text.contains("9720000000") && !text.contains("c1\""),
+            "{text}"
+        );
+        assert_eq!(records[2].fields, ["customer_id"]);
+
+        let broken = Arc::new(FakeAudit {
+            broken: true,
+            ..FakeAudit::default()
+        });
+        let (status, headers, body) = get_as(all, &broken, "/order/cached", &[]).await;
+        assert_eq!(status, 503);
+        assert!(!String::from_utf8_lossy(&body).contains("Testov"));
+        assert_eq!(header(&headers, "retry-after"), Some("5"));
+        assert_eq!(get_as(all, &broken, "/orders?q=x", &[]).await.0, 503);
+        assert_eq!(
+            get_as(masked, &broken, "/order/cached", &[]).await.0,
+            200,
+            "masked: nothing to audit"
+        );
     }
 }

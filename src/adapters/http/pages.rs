@@ -2,7 +2,7 @@
 //! script), the HTML 404, and the static files, all compiled into the binary.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,12 +10,20 @@ use tera::{Context, Tera};
 
 use super::AppState;
 use super::errors::ApiError;
+use crate::adapters::auth::Budget;
+use crate::domain::access::{Caller, Via};
 use crate::domain::browse::{BrowseError, OrderSummary, PageRequest, Search};
+use crate::domain::guard::Refusal;
 use crate::domain::order::{Order, OrderUid};
 
-/// The templates, parsed once. Tera escapes every value in `.html` templates.
-pub fn templates() -> anyhow::Result<Tera> {
+/// The templates, parsed once. Tera escapes every value in `.html` templates. `open`:
+/// anonymous access is on, and every page says so (`open_access()` in the templates).
+pub fn templates(open: bool) -> anyhow::Result<Tera> {
     let mut tera = Tera::default();
+    tera.register_function(
+        "open_access",
+        move |_: &std::collections::HashMap<String, tera::Value>| Ok(tera::Value::Bool(open)),
+    );
     tera.add_raw_templates([
         ("base.html", include_str!("../../../templates/base.html")),
         ("index.html", include_str!("../../../templates/index.html")),
@@ -88,8 +96,44 @@ pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     super::guarded("index", render_index(req, &state)).await
 }
 
+/// The page for a request refused before its work: its status and the headers that say
+/// what to do (`WWW-Authenticate`, `Retry-After`), with a page for people.
+fn refused(tera: &Tera, e: ApiError) -> HttpResponse {
+    let json = e.error_response();
+    let heading = match e {
+        ApiError::Unauthenticated | ApiError::InvalidToken(_) => "Sign in required",
+        ApiError::Forbidden(_) => "Not allowed",
+        ApiError::RateLimited(_) => "Too many requests",
+        ApiError::NotFound => "Not found",
+        ApiError::InvalidUid | ApiError::InvalidQuery(_) => "Bad request",
+        _ => "Service unavailable",
+    };
+    let mut response = message_page(tera, json.status(), heading, &e.to_string());
+    for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(value) = json.headers().get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// Who the pages say is signed in (nobody, for anonymous access).
+fn signed_in(context: &mut Context, caller: &Caller) {
+    if caller.via != Via::Anonymous {
+        context.insert("who", &caller.subject);
+    }
+}
+
 async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
     let tera = &state.templates;
+    let ctx = match super::identify(&req, state, Budget::Search).await {
+        Ok(ctx) => ctx,
+        Err(e) => return refused(tera, e),
+    };
     let mut q = String::new();
     let mut page = PageRequest::default();
     let pairs = match super::api::pairs(req.query_string()) {
@@ -117,24 +161,26 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
         }
     };
     let live = q.is_empty() && page.before.is_none();
-    let found = match state.browse.orders(search, page).await {
+    let found = match state.guard.orders(ctx.asked(), search, page).await {
         Ok(found) => found,
-        Err(BrowseError::Invalid(why)) => {
+        Err(Refusal::Browse(BrowseError::Invalid(why))) => {
             return message_page(tera, StatusCode::BAD_REQUEST, "Bad request", &why);
         }
-        Err(BrowseError::Unavailable(_)) => return unavailable(tera),
-        Err(e) => {
+        Err(Refusal::Browse(BrowseError::Unavailable(_))) => return unavailable(tera),
+        Err(Refusal::Browse(e)) => {
             tracing::error!(error = %e, "browse failed");
             return went_wrong(tera);
         }
+        Err(e) => return refused(tera, e.into()),
     };
     let rows: Vec<SummaryRow> = found.items.iter().map(SummaryRow::from).collect();
     // A uid with no order may have been set aside: say why.
     let rejected = match OrderUid::parse(q.clone()) {
-        Ok(uid) if rows.is_empty() => rejections(state, uid).await,
+        Ok(uid) if rows.is_empty() => rejections(state, &ctx, uid).await,
         _ => Vec::new(),
     };
     let mut context = Context::new();
+    signed_in(&mut context, &ctx.caller);
     context.insert("q", &q);
     context.insert("rows", &rows);
     context.insert("rejected", &rejected);
@@ -177,8 +223,10 @@ struct RejectedRow {
 }
 
 /// The dead-letter records of a uid never stored, newest first, as the pages show them.
-async fn rejections(state: &AppState, uid: OrderUid) -> Vec<RejectedRow> {
-    super::api::rejections_of(state, uid)
+async fn rejections(state: &AppState, ctx: &super::Ctx, uid: OrderUid) -> Vec<RejectedRow> {
+    state
+        .guard
+        .rejections_of(ctx.asked(), uid, super::api::REJECTIONS_WITH_404)
         .await
         .into_iter()
         .map(|r| RejectedRow {
@@ -246,12 +294,20 @@ fn money(amount: impl Into<i128>, currency: &str) -> String {
     format!("{sign}{grouped}{fraction} {currency}")
 }
 
-pub async fn order_page(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    super::guarded("order_page", render_order(path.into_inner(), &state)).await
+pub async fn order_page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    super::guarded("order_page", render_order(req, path.into_inner(), &state)).await
 }
 
-async fn render_order(uid: String, state: &AppState) -> HttpResponse {
+async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpResponse {
     let tera = &state.templates;
+    let ctx = match super::identify(&req, state, Budget::Lookup).await {
+        Ok(ctx) => ctx,
+        Err(e) => return refused(tera, e),
+    };
     let Ok(uid) = OrderUid::parse(uid) else {
         return message_page(
             tera,
@@ -260,19 +316,31 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
             &ApiError::InvalidUid.to_string(),
         );
     };
-    let view = match state.lookup.find(&uid).await.map_err(ApiError::from) {
-        Ok((view, _)) => view,
+    let shown = match state
+        .guard
+        .order(ctx.asked(), &uid)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(shown) => shown,
         Err(ApiError::NotFound) => {
-            let rejected = rejections(state, uid.clone()).await;
+            let rejected = rejections(state, &ctx, uid.clone()).await;
             let mut context = Context::new();
+            signed_in(&mut context, &ctx.caller);
             context.insert("uid", uid.as_str());
             context.insert("rejected", &rejected);
             return page(tera, StatusCode::NOT_FOUND, "missing.html", &context);
         }
         Err(ApiError::Unavailable) => return unavailable(tera),
+        Err(
+            e @ (ApiError::Forbidden(_)
+            | ApiError::AuditUnavailable
+            | ApiError::Unauthenticated
+            | ApiError::InvalidToken(_)),
+        ) => return refused(tera, e),
         Err(_) => return went_wrong(tera),
     };
-    let order: Order = match serde_json::from_slice(&view.json) {
+    let order: Order = match shown.order() {
         Ok(order) => order,
         Err(e) => {
             tracing::error!(%uid, error = %e, "cached order does not decode");
@@ -294,6 +362,8 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
         .collect();
     let p = &order.payment;
     let mut context = Context::new();
+    signed_in(&mut context, &ctx.caller);
+    context.insert("masked", &shown.masked);
     context.insert("uid", uid.as_str());
     context.insert("created", &minutes(&order.date_created));
     context.insert(
@@ -319,12 +389,13 @@ async fn render_order(uid: String, state: &AppState) -> HttpResponse {
     let mut response = page(tera, StatusCode::OK, "order.html", &context);
     response.headers_mut().insert(
         header::ETAG,
-        header::HeaderValue::from_str(&format!("\"{}\"", view.etag))
+        header::HeaderValue::from_str(&format!("\"{}\"", shown.etag))
             .expect("hex is a valid header"),
     );
+    // A page of personal data is never kept by the browser.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
-        header::HeaderValue::from_static(super::api::ORDER_CACHE_CONTROL),
+        header::HeaderValue::from_static("no-store"),
     );
     response
 }

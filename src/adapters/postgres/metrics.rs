@@ -62,6 +62,8 @@ pub enum Op {
     Browse,
     Rejections,
     Ping,
+    Audit,
+    Keys,
 }
 
 impl Op {
@@ -69,7 +71,7 @@ impl Op {
     pub fn is_lookup(self) -> bool {
         matches!(
             self,
-            Self::Find | Self::Browse | Self::Rejections | Self::Ping
+            Self::Find | Self::Browse | Self::Rejections | Self::Ping | Self::Audit | Self::Keys
         )
     }
 }
@@ -85,6 +87,8 @@ impl Label for Op {
             Self::Browse,
             Self::Rejections,
             Self::Ping,
+            Self::Audit,
+            Self::Keys,
         ]
     }
 
@@ -98,6 +102,8 @@ impl Label for Op {
             Self::Browse => "browse",
             Self::Rejections => "rejections",
             Self::Ping => "ping",
+            Self::Audit => "audit",
+            Self::Keys => "keys",
         }
     }
 }

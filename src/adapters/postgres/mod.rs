@@ -2,6 +2,7 @@
 //! embedded migrations, the order store's batch write ([`store`]), the dead-letter ledger
 //! ([`ledger`]), reads for lookup ([`reader`]) and for people without a uid ([`browse`]).
 
+pub mod access;
 pub mod browse;
 pub mod ledger;
 pub mod metrics;

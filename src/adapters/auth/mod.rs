@@ -1,0 +1,217 @@
+//! Authentication: turns what a request presents (`Authorization: Bearer` with a JWT of
+//! the identity provider or one of our API keys, or nothing where the operator allowed
+//! anonymous access) into the domain's [`Caller`]. What the caller may do is the domain's
+//! to decide ([`crate::domain::guard`]).
+//!
+//! Rate limits are per caller too: a budget for lookups and one for searches, per subject
+//! (per client address for anonymous callers).
+
+pub mod jwt;
+pub mod keys;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::domain::access::{Caller, Scopes};
+
+pub use jwt::{JwtSettings, JwtVerifier};
+pub use keys::KeyVerifier;
+
+/// Why a request has no caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// Nothing presented, and anonymous access is off.
+    #[error("sign in or present a bearer token or API key")]
+    Missing,
+    /// What was presented does not prove anything; the text says why (never the token).
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// What is needed to check it cannot be reached (the database, the provider).
+    #[error("credentials cannot be checked right now")]
+    Unavailable(String),
+}
+
+/// Every way in that the operator configured.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    /// The scopes of callers who present nothing, when anonymous access is on.
+    pub anonymous: Option<Scopes>,
+    pub keys: Option<KeyVerifier>,
+    pub jwt: Option<Arc<JwtVerifier>>,
+}
+
+impl Authenticator {
+    /// Whether nothing at all is asked of callers (the pages say so).
+    pub fn is_open(&self) -> bool {
+        self.anonymous.is_some()
+    }
+
+    /// The caller behind an `Authorization` header's value (or its absence).
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthFailure> {
+        let Some(value) = authorization else {
+            return self
+                .anonymous
+                .map(Caller::anonymous)
+                .ok_or(AuthFailure::Missing);
+        };
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthFailure::Invalid(
+                "the Authorization header must be Bearer <token>",
+            ))?;
+        if keys::is_key(token) {
+            return match &self.keys {
+                Some(keys) => keys.verify(token).await,
+                None => Err(AuthFailure::Invalid("API keys are not accepted here")),
+            };
+        }
+        match &self.jwt {
+            Some(jwt) => jwt.verify(token).await,
+            None => Err(AuthFailure::Invalid("bearer tokens are not accepted here")),
+        }
+    }
+}
+
+/// Requests per second each caller may make, by budget; 0 turns a budget off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSettings {
+    pub lookups_per_second: u32,
+    pub searches_per_second: u32,
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// One order by uid.
+    Lookup,
+    /// Lists, searches, rejections, the audit trail.
+    Search,
+}
+
+impl Budget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::Search => "search",
+        }
+    }
+}
+
+/// Whom a budget belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    Subject(String),
+    Address(Option<IpAddr>),
+}
+
+impl Principal {
+    /// The caller's subject, or its address when it is anonymous.
+    pub fn of(caller: &Caller, peer: Option<IpAddr>) -> Self {
+        match caller.via {
+            crate::domain::access::Via::Anonymous => Self::Address(peer),
+            _ => Self::Subject(format!("{}:{}", caller.via.as_str(), caller.subject)),
+        }
+    }
+}
+
+/// The two budgets, each a token bucket per principal (a burst of twice the rate).
+pub struct RateLimits {
+    lookups: Option<DefaultKeyedRateLimiter<Principal>>,
+    searches: Option<DefaultKeyedRateLimiter<Principal>>,
+}
+
+fn limiter(per_second: u32) -> Option<DefaultKeyedRateLimiter<Principal>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"));
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+impl RateLimits {
+    pub fn new(settings: RateSettings) -> Self {
+        Self {
+            lookups: limiter(settings.lookups_per_second),
+            searches: limiter(settings.searches_per_second),
+        }
+    }
+
+    /// `Ok` when `who` may go on, else how long until it may.
+    pub fn check(&self, budget: Budget, who: &Principal) -> Result<(), Duration> {
+        let limiter = match budget {
+            Budget::Lookup => &self.lookups,
+            Budget::Search => &self.searches,
+        };
+        match limiter {
+            None => Ok(()),
+            Some(l) => l
+                .check_key(who)
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Forgets principals whose buckets are full again (bounds the memory they take).
+    pub fn forget_idle(&self) {
+        for l in [&self.lookups, &self.searches].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::Scope;
+
+    #[tokio::test]
+    async fn no_credential_is_refused_unless_anonymous_access_is_on() {
+        let closed = Authenticator::default();
+        assert_eq!(closed.authenticate(None).await, Err(AuthFailure::Missing));
+        let open = Authenticator {
+            anonymous: Some(Scope::OrdersRead.into()),
+            ..Authenticator::default()
+        };
+        let caller = open.authenticate(None).await.unwrap();
+        assert!(caller.may(Scope::OrdersRead) && !caller.may(Scope::PiiRead));
+        for header in ["Basic dXNlcjpwdw==", "Bearer ", "Bearer", "token"] {
+            assert!(
+                matches!(
+                    open.authenticate(Some(header)).await,
+                    Err(AuthFailure::Invalid(_))
+                ),
+                "{header}"
+            );
+        }
+        assert_eq!(
+            open.authenticate(Some("Bearer eyJ.x.y")).await,
+            Err(AuthFailure::Invalid("bearer tokens are not accepted here"))
+        );
+    }
+
+    #[test]
+    fn one_callers_budget_is_not_anothers() {
+        let limits = RateLimits::new(RateSettings {
+            lookups_per_second: 1,
+            searches_per_second: 0,
+        });
+        let a = Principal::Subject("a".into());
+        let b = Principal::Subject("b".into());
+        assert!(limits.check(Budget::Lookup, &a).is_ok());
+        assert!(limits.check(Budget::Lookup, &a).is_ok(), "a burst of 2");
+        let wait = limits.check(Budget::Lookup, &a).unwrap_err();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(limits.check(Budget::Lookup, &b).is_ok());
+        for _ in 0..100 {
+            assert!(limits.check(Budget::Search, &a).is_ok(), "0: no budget");
+        }
+    }
+}

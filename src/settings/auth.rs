@@ -1,0 +1,288 @@
+//! Who may come in: the access settings of `serve`, and the `keys` and `audit` commands'.
+
+use anyhow::{Context, bail};
+
+use crate::adapters::auth::{JwtSettings, RateSettings};
+use crate::adapters::postgres::url::DatabaseUrl;
+use crate::cli::{AuditArgs, AuthArgs, KeysAction, KeysArgs};
+use crate::domain::access::Scopes;
+use crate::domain::guard::AuditQuery;
+
+/// What `serve` accepts, checked.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The scopes of callers who present nothing; `None`: anonymous access off.
+    pub anonymous: Option<Scopes>,
+    pub api_keys: bool,
+    pub jwt: Option<JwtSettings>,
+    /// The audit hashes' key; `None`: a random one for this process.
+    pub audit_hash_key: Option<String>,
+    pub rate: RateSettings,
+}
+
+/// Shortest AUDIT_HASH_KEY taken.
+const MIN_AUDIT_KEY: usize = 32;
+
+/// An identity provider's address: https, or http to a loopback host (a provider on the
+/// same machine, as in tests and `just up`).
+fn provider_url(setting: &str, raw: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(raw).with_context(|| format!("{setting} is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => {
+            bail!("{setting} must be an https URL (http only to a loopback host), not {other}:")
+        }
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// `role=scope,scope;role=scope` → the pairs.
+fn role_scopes(raw: &str) -> anyhow::Result<Vec<(String, Scopes)>> {
+    raw.split(';')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|rule| {
+            let (role, scopes) = rule.split_once('=').with_context(
+                || "AUTH_ROLE_SCOPES: each rule is role=scope,scope (rules separated by ;)",
+            )?;
+            let scopes = Scopes::parse_list(scopes)
+                .map_err(|why| anyhow::anyhow!("AUTH_ROLE_SCOPES, role {}: {why}", role.trim()))?;
+            Ok((role.trim().to_owned(), scopes))
+        })
+        .collect()
+}
+
+impl AuthSettings {
+    /// `metrics_apart`: `/metrics` has an address of its own (METRICS_ADDR).
+    pub fn new(args: &AuthArgs, metrics_apart: bool) -> anyhow::Result<Self> {
+        let anonymous = args
+            .auth_anonymous_scopes
+            .as_deref()
+            // Empty is unset, as an environment variable set to nothing usually means.
+            .filter(|list| !list.trim().is_empty())
+            .map(|list| {
+                Scopes::parse_list(list)
+                    .map_err(|why| anyhow::anyhow!("AUTH_ANONYMOUS_SCOPES: {why}"))
+            })
+            .transpose()?;
+        let jwt = match (&args.auth_issuer, &args.auth_audience) {
+            (None, None) => {
+                if args.auth_jwks_url.is_some() || args.auth_role_scopes.is_some() {
+                    bail!("AUTH_JWKS_URL and AUTH_ROLE_SCOPES need AUTH_ISSUER and AUTH_AUDIENCE");
+                }
+                None
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("bearer tokens need both AUTH_ISSUER and AUTH_AUDIENCE")
+            }
+            (Some(issuer), Some(audience)) => Some(JwtSettings {
+                issuer: provider_url("AUTH_ISSUER", issuer)?,
+                audience: audience.clone(),
+                jwks_url: args
+                    .auth_jwks_url
+                    .as_deref()
+                    .map(|u| provider_url("AUTH_JWKS_URL", u))
+                    .transpose()?,
+                scope_claim: args.auth_scope_claim.clone(),
+                roles_claim: args.auth_roles_claim.clone(),
+                role_scopes: args
+                    .auth_role_scopes
+                    .as_deref()
+                    .map(role_scopes)
+                    .transpose()?
+                    .unwrap_or_default(),
+            }),
+        };
+        if anonymous.is_none() && !args.auth_api_keys && jwt.is_none() {
+            bail!(
+                "no authentication is configured: set AUTH_ISSUER and AUTH_AUDIENCE (bearer \
+                 tokens of your OpenID provider) or AUTH_API_KEYS=true (keys made by \
+                 `order-svc keys create`); or, where the port is private, allow anonymous \
+                 access explicitly with AUTH_ANONYMOUS_SCOPES (such as orders:read, or all)"
+            );
+        }
+        if anonymous.is_none() && !metrics_apart {
+            bail!(
+                "authentication is on, so /metrics is not served with the API: set \
+                 METRICS_ADDR (such as 0.0.0.0:9464) and let only Prometheus reach it"
+            );
+        }
+        if let Some(key) = &args.audit_hash_key
+            && key.chars().count() < MIN_AUDIT_KEY
+        {
+            bail!("AUDIT_HASH_KEY must be at least {MIN_AUDIT_KEY} characters");
+        }
+        Ok(Self {
+            anonymous,
+            api_keys: args.auth_api_keys,
+            jwt,
+            audit_hash_key: args.audit_hash_key.clone(),
+            rate: RateSettings {
+                lookups_per_second: args.rate_lookups_per_second,
+                searches_per_second: args.rate_searches_per_second,
+            },
+        })
+    }
+}
+
+/// `order-svc keys`.
+#[derive(Debug)]
+pub struct KeysSettings {
+    pub url: DatabaseUrl,
+    pub action: KeysCommand,
+}
+
+#[derive(Debug)]
+pub enum KeysCommand {
+    Create { name: String, scopes: Scopes },
+    List,
+    Revoke { name: String },
+}
+
+fn key_name(name: &str) -> anyhow::Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!("--name must be 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
+impl KeysSettings {
+    pub fn new(args: KeysArgs) -> anyhow::Result<Self> {
+        let action = match args.action {
+            KeysAction::Create { name, scopes } => {
+                key_name(&name)?;
+                let scopes = Scopes::parse_list(&scopes)
+                    .map_err(|why| anyhow::anyhow!("--scopes: {why}"))?;
+                if scopes.is_empty() {
+                    bail!("--scopes: name at least one scope");
+                }
+                KeysCommand::Create { name, scopes }
+            }
+            KeysAction::List => KeysCommand::List,
+            KeysAction::Revoke { name } => {
+                key_name(&name)?;
+                KeysCommand::Revoke { name }
+            }
+        };
+        Ok(Self {
+            url: super::database_url(&args.database)?,
+            action,
+        })
+    }
+}
+
+/// `order-svc audit`.
+#[derive(Debug)]
+pub struct AuditSettings {
+    pub url: DatabaseUrl,
+    pub query: AuditQuery,
+    pub purge_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl AuditSettings {
+    pub fn new(args: AuditArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: super::database_url(&args.database)?,
+            query: AuditQuery {
+                subject: args.subject,
+                since: args.since,
+                before: None,
+                limit: args.limit as usize,
+            },
+            purge_before: args.purge_before,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::domain::access::Scope;
+
+    fn auth(args: &[&str]) -> anyhow::Result<AuthSettings> {
+        let mut argv = vec!["order-svc", "serve"];
+        argv.extend_from_slice(args);
+        let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else {
+            unreachable!()
+        };
+        AuthSettings::new(&serve.auth, serve.metrics_addr.is_some())
+    }
+
+    #[test]
+    fn serve_needs_a_way_in_or_an_explicit_choice_of_anonymous_access() {
+        let e = auth(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("AUTH_ANONYMOUS_SCOPES") && e.contains("AUTH_ISSUER"),
+            "{e}"
+        );
+        let open = auth(&["--auth-anonymous-scopes", "orders:read"]).unwrap();
+        assert_eq!(open.anonymous, Some(Scope::OrdersRead.into()));
+        let e = auth(&["--auth-api-keys", "true"]).unwrap_err().to_string();
+        assert!(e.contains("METRICS_ADDR"), "{e}");
+        let keys = auth(&["--auth-api-keys", "true", "--metrics-addr", "127.0.0.1:0"]).unwrap();
+        assert!(keys.api_keys && keys.anonymous.is_none());
+    }
+
+    #[test]
+    fn token_settings_are_checked_together() {
+        let base = ["--metrics-addr", "127.0.0.1:0"];
+        let with = |more: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(more);
+            auth(&args)
+        };
+        assert!(
+            with(&["--auth-issuer", "https://id.example"]).is_err(),
+            "no audience"
+        );
+        let e = with(&["--auth-issuer", "http://id.example", "--auth-audience", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https"), "{e}");
+        let jwt = with(&[
+            "--auth-issuer",
+            "http://127.0.0.1:3000/",
+            "--auth-audience",
+            "orders",
+            "--auth-roles-claim",
+            "groups",
+            "--auth-role-scopes",
+            "support=orders:read,pii:read; viewer=orders:read",
+        ])
+        .unwrap()
+        .jwt
+        .unwrap();
+        assert_eq!(jwt.issuer, "http://127.0.0.1:3000");
+        assert_eq!(jwt.role_scopes.len(), 2);
+        assert!(jwt.role_scopes[0].1.has(Scope::PiiRead));
+        let e = with(&[
+            "--auth-issuer",
+            "https://id.example",
+            "--auth-audience",
+            "a",
+            "--auth-role-scopes",
+            "support=orders:write",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("orders:write"), "{e}");
+        let e = with(&["--auth-api-keys", "true", "--audit-hash-key", "short"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUDIT_HASH_KEY") && !e.contains("short"), "{e}");
+    }
+}
