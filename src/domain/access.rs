@@ -358,13 +358,9 @@ pub fn redact_detail(detail: &str) -> String {
 }
 
 impl RejectionRecord {
-    /// The record as every caller sees it: the detail redacted ([`redact_detail`]), and the
-    /// message key (any bytes a producer sent) kept only when it is a uid.
+    /// The record as every caller sees it: the detail redacted ([`redact_detail`]).
     pub fn shown(mut self) -> Self {
         self.detail = redact_detail(&self.detail);
-        self.key = self
-            .key
-            .filter(|k| super::rules::check_identifier(k).is_ok());
         self
     }
 }

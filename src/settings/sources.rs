@@ -297,7 +297,15 @@ fn prepare(args: &[OsString]) -> anyhow::Result<Prepared> {
             } else {
                 argv.extend([s.sub.clone().into(), format!("--{long}={value}").into()]);
             }
-            if let Err(e) = Cli::command().try_get_matches_from(argv) {
+            // Only the value is checked here: a command that needs a subcommand of its own
+            // (`keys create`) is not missing anything the file could give.
+            if let Err(e) = Cli::command().try_get_matches_from(argv)
+                && !matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::MissingSubcommand
+                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
                 bail!(
                     "settings file {}, {key}: {}",
                     file.path.display(),

@@ -118,7 +118,7 @@ fn body(reply: &Reply) -> String {
     String::from_utf8_lossy(&reply.2).into_owned()
 }
 
-fn create_key(url: &str, name: &str, scopes: &str) -> String {
+pub fn create_key(url: &str, name: &str, scopes: &str) -> String {
     let (out, stdout, stderr) = run(order_svc()
         .args(["keys", "create", "--name", name, "--scopes", scopes])
         .env("DATABASE_URL", url));

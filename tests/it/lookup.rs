@@ -102,7 +102,8 @@ async fn an_uncached_order_is_a_miss_then_a_hit_and_equals_what_arrived() {
     let second = get(&serve, &format!("/order/{}", stored.uid(canonical))).await;
     assert_eq!(header(&second, "x-cache"), Some("hit"));
     assert_eq!(second.2, first.2, "a hit writes the same bytes");
-    assert!(header(&second, "cache-control").is_some_and(|v| v.contains("max-age")));
+    // Kept by the browser only (personal data), revalidated by its tag each time.
+    assert_eq!(header(&second, "cache-control"), Some("private, no-cache"));
     assert!(
         serve
             .metric("order_svc_cache_requests_total{result=\"hit\"}")
@@ -193,10 +194,15 @@ async fn with_postgres_down_a_cached_order_is_200_and_an_uncached_one_is_503() {
         &format!("127.0.0.1:{}", proxy.port),
     );
     let mut env = stored.topic.serve_env(&url, "api");
+    // Masked reads need no audit record, so the cache answers them with the database gone;
+    // an unmasked read cannot be audited then, and is refused.
     env.extend([
         ("SERVE_ROLE", "api".to_owned()),
         ("CACHE_PRELOAD", "0".to_owned()),
+        ("AUTH_ANONYMOUS_SCOPES", "orders:read".to_owned()),
+        ("AUTH_API_KEYS", "true".to_owned()),
     ]);
+    let support = crate::access::create_key(&stored.db.url, "support", "orders:read,pii:read");
     let serve = Serve::start(&env).await;
     serve.wait_ready().await;
     assert_eq!(
@@ -211,6 +217,22 @@ async fn with_postgres_down_a_cached_order_is_200_and_an_uncached_one_is_503() {
     .await;
     let cached = get(&serve, &format!("/order/{}", stored.uid(0))).await;
     assert_eq!((cached.0, header(&cached, "x-cache")), (200, Some("hit")));
+    let unmasked = http_get(
+        serve.http_port,
+        &format!("/order/{}", stored.uid(0)),
+        &[("Authorization", &format!("Bearer {support}"))],
+    )
+    .await
+    .unwrap();
+    // Refused: its key cannot be checked (auth_unavailable) or, while the key is still
+    // remembered, its read cannot be audited (audit_unavailable). Never the order.
+    assert_eq!(unmasked.0, 503);
+    let code = json(&unmasked)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(code.ends_with("_unavailable"), "{code}");
+    assert!(!String::from_utf8_lossy(&unmasked.2).contains("delivery"));
     assert_error(
         &get(&serve, &format!("/order/{}", stored.uid(1))).await,
         503,
@@ -471,14 +493,15 @@ async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() 
     let stored = Stored::new(vec![]).await;
     let serve = stored.api(&[("CACHE_PRELOAD", "0")]).await;
     serve.wait_ready().await;
-    for path in [
-        format!("/order/{}", stored.uid(0)),
-        format!("/orders/{}", stored.uid(0)),
+    // The JSON may be kept by the browser (revalidated by its tag), never by a shared
+    // cache; a page of personal data is not kept at all.
+    for (path, expected) in [
+        (format!("/order/{}", stored.uid(0)), "private, no-cache"),
+        (format!("/orders/{}", stored.uid(0)), "no-store"),
     ] {
         let reply = get(&serve, &path).await;
         let control = header(&reply, "cache-control").unwrap_or_default();
-        assert!(control.starts_with("private"), "{path}: {control}");
-        assert!(!control.contains("public"), "{path}: {control}");
+        assert_eq!(control, expected, "{path}");
     }
 
     let finds = serve

@@ -185,9 +185,15 @@ async fn produce_ingest_and_lookup_spans_reach_an_otlp_receiver_joined_to_their_
     .unwrap();
     assert_eq!(status, 200);
     let lookup = span_where(&spans, "the lookup's span in trace B", |s| {
-        s.trace_id == trace_b
+        s.trace_id == trace_b && s.name.starts_with("GET ")
     })
     .await;
+    // The read's audit record is written under it (the caller holds pii:read).
+    let audit = span_where(&spans, "the audit write in trace B", |s| {
+        s.trace_id == trace_b && s.name == "audit"
+    })
+    .await;
+    assert_eq!(audit.parent_span_id, lookup.span_id);
     assert_eq!(lookup.name, "GET /order/{order_uid:.*}");
     assert_eq!(lookup.parent_span_id, "b7ad6b7169203331");
     assert_eq!(lookup.attribute("http.response.status_code"), Some("200"));
