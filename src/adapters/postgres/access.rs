@@ -14,7 +14,7 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log \
 
 const READ_AUDIT: &str = "SELECT id, at, subject, client, via, action, route, order_uid, fields, \
     value_hashes, results, request_id FROM audit_log \
-    WHERE ($1::text IS NULL OR subject = $1) AND at >= $2 AND id < $3 \
+    WHERE ($1::text IS NULL OR subject = $1) AND ($2::timestamptz IS NULL OR at >= $2) AND id < $3 \
     ORDER BY id DESC LIMIT $4";
 
 fn audit_row(row: &Row) -> (i64, AuditRecord) {
@@ -44,7 +44,7 @@ pub async fn read_audit(
     client: &Client,
     query: &AuditQuery,
 ) -> Result<Vec<(i64, AuditRecord)>, tokio_postgres::Error> {
-    let since = query.since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let since = query.since;
     let before = query.before.unwrap_or(i64::MAX);
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let rows = client
