@@ -11,6 +11,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .service(super::readable("/readyz", readyz));
     if with_metrics {
         metrics_route(cfg);
+    } else {
+        // Documented on this port too: a JSON 404 (it lives on METRICS_ADDR), and 405 for
+        // other methods, as every route.
+        cfg.service(super::readable("/metrics", metrics_elsewhere));
     }
 }
 
@@ -52,6 +56,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+async fn metrics_elsewhere() -> HttpResponse {
+    use actix_web::ResponseError;
+    super::ApiError::NoRoute.error_response()
 }
 
 async fn metrics(render: web::Data<RenderMetrics>) -> HttpResponse {
