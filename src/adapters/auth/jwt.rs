@@ -109,6 +109,18 @@ impl JwtVerifier {
         })
     }
 
+    /// A JSON document of the provider's (an error status is an error).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
     /// Where the key set is: the setting, else the issuer's discovery document.
     async fn jwks_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.settings.jwks_url {
@@ -118,14 +130,7 @@ impl JwtVerifier {
             "{}/.well-known/openid-configuration",
             self.settings.issuer.trim_end_matches('/')
         );
-        let doc: Value = self
-            .http
-            .get(&discovery)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let doc: Value = self.get_json(&discovery).await?;
         doc.get("jwks_uri")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -144,14 +149,7 @@ impl JwtVerifier {
         // Counted as a fetch even when it fails: a provider that is down is not asked more.
         self.keys.write().expect("not poisoned").fetched = Some(Instant::now());
         let url = self.jwks_url().await?;
-        let set: JwkSet = self
-            .http
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let set: JwkSet = self.get_json(&url).await?;
         let mut by_id = HashMap::new();
         let mut usable = Vec::new();
         for jwk in &set.keys {

@@ -45,6 +45,7 @@ async fn answer(
     let ctx = super::identify(req, state, Budget::Lookup).await?;
     let uid = OrderUid::parse(uid).map_err(|_| ApiError::InvalidUid)?;
     let shown = match state
+        .access
         .guard
         .order(ctx.asked(), &uid)
         .await
@@ -93,6 +94,7 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 /// cannot be read right now).
 async fn not_stored(state: &AppState, ctx: &super::Ctx, uid: OrderUid) -> HttpResponse {
     let rejected: Vec<Value> = state
+        .access
         .guard
         .rejections_of(ctx.asked(), uid, REJECTIONS_WITH_404)
         .await
@@ -148,7 +150,7 @@ pub async fn list_orders(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         let answer = async {
             let ctx = super::identify(&req, &state, Budget::Search).await?;
             let (search, page) = order_query(req.query_string())?;
-            Ok::<_, ApiError>(state.guard.orders(ctx.asked(), search, page).await?)
+            Ok::<_, ApiError>(state.access.guard.orders(ctx.asked(), search, page).await?)
         };
         listed(answer.await)
     })
@@ -182,7 +184,11 @@ pub async fn list_rejections(req: HttpRequest, state: web::Data<AppState>) -> Ht
                     }
                 }
             }
-            Ok(state.guard.rejections(ctx.asked(), uid, page).await?)
+            Ok(state
+                .access
+                .guard
+                .rejections(ctx.asked(), uid, page)
+                .await?)
         };
         listed(answer.await)
     })
@@ -224,7 +230,7 @@ pub async fn list_audit(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
                     }
                 }
             }
-            let mut rows = state.guard.audit(ctx.asked(), query).await?;
+            let mut rows = state.access.guard.audit(ctx.asked(), query).await?;
             let next = (rows.len() > AUDIT_PAGE).then(|| {
                 rows.truncate(AUDIT_PAGE);
                 encode_rejection_cursor(rows[AUDIT_PAGE - 1].0)

@@ -36,16 +36,15 @@ const MAX_PATH: usize = 512;
 
 /// What the handlers share.
 pub struct AppState {
-    /// Every read of orders, dead letters and the audit trail, on a caller's behalf.
-    pub guard: Guard,
-    pub auth: Authenticator,
-    pub limits: RateLimits,
+    /// Who may come in, and every read on a caller's behalf.
+    pub access: Access,
     pub readiness: Arc<Readiness>,
     pub templates: tera::Tera,
 }
 
-/// Who may come in, and how often.
+/// Who may come in, how often, and the reads they make.
 pub struct Access {
+    /// Every read of orders, dead letters and the audit trail, on a caller's behalf.
     pub guard: Guard,
     pub auth: Authenticator,
     pub limits: RateLimits,
@@ -82,9 +81,9 @@ pub(crate) async fn identify(
                 .map_err(|_| ApiError::InvalidToken("the Authorization header is not text"))
         })
         .transpose()?;
-    let caller = state.auth.authenticate(presented).await?;
+    let caller = state.access.auth.authenticate(presented).await?;
     let who = Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
-    state.limits.check(budget, &who).map_err(|wait| {
+    state.access.limits.check(budget, &who).map_err(|wait| {
         counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
         ApiError::RateLimited(wait.as_secs().max(1))
     })?;
@@ -148,9 +147,7 @@ pub fn start(
     let open = access.auth.is_open();
     let with_metrics = metrics_addr.is_none() && open;
     let state = web::Data::new(AppState {
-        guard: access.guard,
-        auth: access.auth,
-        limits: access.limits,
+        access,
         readiness,
         templates: pages::templates(open)?,
     });
@@ -664,15 +661,17 @@ mod tests {
             ValueHasher::new(b"test key"),
         );
         let state = web::Data::new(AppState {
-            guard,
-            auth: Authenticator {
-                anonymous: Some(scopes),
-                ..Authenticator::default()
+            access: Access {
+                guard,
+                auth: Authenticator {
+                    anonymous: Some(scopes),
+                    ..Authenticator::default()
+                },
+                limits: RateLimits::new(crate::adapters::auth::RateSettings {
+                    lookups_per_second: 0,
+                    searches_per_second: 0,
+                }),
             },
-            limits: RateLimits::new(crate::adapters::auth::RateSettings {
-                lookups_per_second: 0,
-                searches_per_second: 0,
-            }),
             readiness: Arc::new(Readiness::new(true, false)),
             templates: pages::templates(true).unwrap(),
         });

@@ -161,7 +161,7 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
         }
     };
     let live = q.is_empty() && page.before.is_none();
-    let found = match state.guard.orders(ctx.asked(), search, page).await {
+    let found = match state.access.guard.orders(ctx.asked(), search, page).await {
         Ok(found) => found,
         Err(Refusal::Browse(BrowseError::Invalid(why))) => {
             return message_page(tera, StatusCode::BAD_REQUEST, "Bad request", &why);
@@ -225,6 +225,7 @@ struct RejectedRow {
 /// The dead-letter records of a uid never stored, newest first, as the pages show them.
 async fn rejections(state: &AppState, ctx: &super::Ctx, uid: OrderUid) -> Vec<RejectedRow> {
     state
+        .access
         .guard
         .rejections_of(ctx.asked(), uid, super::api::REJECTIONS_WITH_404)
         .await
@@ -317,6 +318,7 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
         );
     };
     let shown = match state
+        .access
         .guard
         .order(ctx.asked(), &uid)
         .await
