@@ -7,8 +7,14 @@
 //! Then the same routes under oha (`cargo install oha`) at 10 000 and 25 000 req/s with
 //! `--latency-correction`, when it is installed.
 //!
+//! Then, under oha, the cost of authentication (issue 26): the same cached lookups, closed
+//! loop, anonymous (AUTH_ANONYMOUS_SCOPES=all: unmasked, so each read is audited) against a
+//! bearer JWT of a provider this process serves (`support`: unmasked and audited too, so the
+//! two differ by the token's check alone) and a `viewer` JWT (orders:read: masked, not
+//! audited), alternating, BENCH_RUNS (3) times; each run's ratio to the anonymous run.
+//!
 //! Settings (environment): BENCH_ORDERS (100000), BENCH_RATE (10000), BENCH_SECONDS (10),
-//! BENCH_CONNECTIONS (64), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
+//! BENCH_CONNECTIONS (64), BENCH_RUNS (3), TEST_DATABASE_URL, TEST_KAFKA_BROKERS.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -16,6 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "http/tokens.rs"]
+mod tokens;
 
 use common::load::{closed_loop, fixed_rate, get_text, metric};
 use common::{env_or, migrated};
@@ -51,8 +59,13 @@ async fn bench() -> anyhow::Result<()> {
     migrated(bin, &url)?;
 
     let addr = common::free_addr()?;
+    let provider = tokens::Provider::start()?;
     let mut serve = common::serve_command(bin, &url, &topic, addr)
         .env("HTTP_BENCH_FIXED_BYTES", mean_size.to_string())
+        .env("AUTH_ISSUER", &provider.issuer)
+        .env("AUTH_AUDIENCE", tokens::AUDIENCE)
+        .env("AUTH_ROLES_CLAIM", "groups")
+        .env("AUTH_ROLE_SCOPES", "support=all;viewer=orders:read")
         .spawn()?;
     let result = async {
         let status = Command::new(bin)
@@ -103,6 +116,7 @@ async fn bench() -> anyhow::Result<()> {
             rows[0].2.0.value_at_quantile(0.99) as f64 / 1000.0,
             rows[1].2.0.value_at_quantile(0.99) as f64 / 1000.0);
         oha(addr, &uids, connections, seconds)?;
+        tokens::compare(addr, &uids, connections, seconds, &provider)?;
         Ok(())
     }
     .await;

@@ -19,6 +19,7 @@ use crate::adapters::http;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
 use crate::adapters::kafka::{self, consumer};
+use crate::adapters::postgres::access::PgAuditTrail;
 use crate::adapters::postgres::metrics::PoolName;
 use crate::adapters::postgres::pool::{PgStore, pool};
 use crate::cli::Role;
@@ -216,7 +217,7 @@ async fn access(
         guard: Guard::new(
             lookup,
             browse,
-            Arc::new(store.clone()),
+            Arc::new(PgAuditTrail::start(store.clone())),
             ValueHasher::new(&key),
         ),
         auth: Authenticator {

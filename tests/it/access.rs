@@ -282,6 +282,41 @@ async fn tokens_are_checked_against_the_providers_keys_and_forgeries_are_refused
         [format!("alice support-ui token order {CANONICAL_UID}")],
         "one record: the unmasked read only"
     );
+
+    // Concurrent unmasked reads are written in groups, and each still leaves exactly one
+    // record, with its own request id, before its answer.
+    let reads = (0..40).map(|i| {
+        let (support, path) = (support.clone(), path.clone());
+        async move {
+            let auth = format!("Bearer {support}");
+            let id = format!("group-{i}");
+            let reply = http_get(
+                port,
+                &path,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("X-Request-Id", id.as_str()),
+                ],
+            )
+            .await
+            .expect("serve answers");
+            assert_eq!(reply.0, 200, "{}", body(&reply));
+        }
+    });
+    futures::future::join_all(reads).await;
+    let ids: Vec<String> = client
+        .query(
+            "SELECT request_id FROM audit_log WHERE request_id LIKE 'group-%' ORDER BY request_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
 }
 
 #[tokio::test]

@@ -188,9 +188,9 @@ async fn produce_ingest_and_lookup_spans_reach_an_otlp_receiver_joined_to_their_
         s.trace_id == trace_b && s.name.starts_with("GET ")
     })
     .await;
-    // The read's audit record is written under it (the caller holds pii:read).
-    let audit = span_where(&spans, "the audit write in trace B", |s| {
-        s.trace_id == trace_b && s.name == "audit"
+    // The wait for the read's audit record is under it (the caller holds pii:read).
+    let audit = span_where(&spans, "the audit record in trace B", |s| {
+        s.trace_id == trace_b && s.name == "audit record"
     })
     .await;
     assert_eq!(audit.parent_span_id, lookup.span_id);

@@ -1,6 +1,7 @@
 //! The audit trail and the API keys' table (migrations/V7).
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row};
 
 use super::metrics::Op;
@@ -8,9 +9,18 @@ use super::pool::{PgStore, db_error};
 use crate::domain::guard::{Action, AuditQuery, AuditRecord, AuditTrail, Recorded};
 use crate::domain::ports::StoreError;
 
+/// Every record of a group in one statement: the records as one JSON array (PostgreSQL turns
+/// its arrays into `text[]`).
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
     (subject, client, via, action, route, order_uid, fields, value_hashes, results, request_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    SELECT subject, client, via, action, route, order_uid, fields, value_hashes, results, \
+           request_id \
+    FROM jsonb_to_recordset($1::text::jsonb) AS r(subject text, client text, via text, \
+         action text, route text, order_uid text, fields text[], value_hashes text[], \
+         results bigint, request_id text)";
+
+/// Most records one statement writes.
+const MAX_GROUP: usize = 512;
 
 const READ_AUDIT: &str = "SELECT id, at, subject, client, via, action, route, order_uid, fields, \
     value_hashes, results, request_id FROM audit_log \
@@ -68,41 +78,91 @@ pub async fn purge_audit(
     Ok(n)
 }
 
-impl AuditTrail for PgStore {
-    fn record(&self, r: AuditRecord) -> Recorded<'_, ()> {
-        Box::pin(self.timed(Op::Audit, async move {
+/// A record on its way, and where to say whether it was written.
+type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+
+/// The audit trail, written in groups: each read hands its record to one writer task and
+/// waits for the commit that holds it, so the record is durable before the data leaves.
+/// While one group is being written the next gathers, so under load a statement carries the
+/// records of many concurrent requests (one round trip and one commit for all of them)
+/// instead of each request paying its own.
+#[derive(Clone)]
+pub struct PgAuditTrail {
+    store: PgStore,
+    tx: mpsc::Sender<Pending>,
+}
+
+impl PgAuditTrail {
+    /// The trail on `store`, with its writer task started.
+    pub fn start(store: PgStore) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(MAX_GROUP * 4);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                let (records, waiters): (Vec<_>, Vec<_>) = group.drain(..).unzip();
+                let result = writer
+                    .insert_audit(&records)
+                    .await
+                    .map_err(|e| e.to_string());
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        });
+        Self { store, tx }
+    }
+}
+
+impl PgStore {
+    /// Writes `records` in one statement (one transaction).
+    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(records)
+            .map_err(|e| StoreError::Unknown(anyhow::anyhow!("audit records as JSON: {e}")))?;
+        self.timed(Op::Audit, async {
             let mut client = self.conn().await?;
             let statement = client
                 .prepare_cached(INSERT_AUDIT)
                 .await
                 .map_err(db_error)?;
-            let action = r.action.as_str();
             client
-                .execute(
-                    &statement,
-                    &[
-                        &r.subject,
-                        &r.client,
-                        &r.via,
-                        &action,
-                        &r.route,
-                        &r.order_uid,
-                        &r.fields,
-                        &r.value_hashes,
-                        &r.results,
-                        &r.request_id,
-                    ],
-                )
+                .execute(&statement, &[&json])
                 .await
                 .map_err(db_error)?;
             client.keep();
             Ok(())
-        }))
+        })
+        .await
+    }
+}
+
+impl AuditTrail for PgAuditTrail {
+    fn record(&self, record: AuditRecord) -> Recorded<'_, ()> {
+        // The request's wait for its group's commit, as a span of the request (the group's
+        // statement has a trace of its own: it serves many requests).
+        let span = if crate::adapters::trace::tracing_enabled() {
+            tracing::info_span!("audit record", otel.kind = "internal")
+        } else {
+            tracing::Span::none()
+        };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let (done, written) = oneshot::channel();
+                let gone =
+                    || StoreError::Unavailable(anyhow::anyhow!("the audit writer has stopped"));
+                self.tx.send((record, done)).await.map_err(|_| gone())?;
+                written
+                    .await
+                    .map_err(|_| gone())?
+                    .map_err(|why| StoreError::Unavailable(anyhow::anyhow!(why)))
+            },
+            span,
+        ))
     }
 
     fn read(&self, query: AuditQuery) -> Recorded<'_, Vec<(i64, AuditRecord)>> {
-        Box::pin(self.timed(Op::Audit, async move {
-            let mut client = self.conn().await?;
+        Box::pin(self.store.timed(Op::Audit, async move {
+            let mut client = self.store.conn().await?;
             let rows = read_audit(&client, &query).await.map_err(db_error)?;
             client.keep();
             Ok(rows)
