@@ -42,16 +42,19 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         auth,
     } = settings;
     let url = &postgres.url;
-    // Lookups and ingest draw on separate pools: a flood of lookups cannot take the
-    // connections ingest needs, nor ingest starve lookups.
+    // Lookups, ingest and the readiness check draw on separate pools: a flood of lookups
+    // (misses, searches) cannot take the connections ingest needs nor the one that tells
+    // whether the database answers, and ingest cannot starve lookups.
     let timeout = postgres.statement_timeout;
     let store = PgStore::new(pool(url, postgres.lookup_pool, timeout)?, timeout);
     let ingest_store = PgStore::new(pool(url, postgres.ingest_pool, timeout)?, timeout);
+    let health_store = PgStore::new(pool(url, 1, timeout)?, timeout);
     let metrics = {
-        let (lookup, ingest) = (store.clone(), ingest_store.clone());
+        let (lookup, ingest, health) = (store.clone(), ingest_store.clone(), health_store.clone());
         telemetry::install_metrics(vec![Box::new(move || {
             lookup.report_pool(PoolName::Lookup);
             ingest.report_pool(PoolName::Ingest);
+            health.report_pool(PoolName::Health);
         })])?
     };
     if let Err(e) = store.ping().await {
@@ -64,7 +67,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::new(serves_api, role.ingests()));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(watch_database(
-        store.clone(),
+        health_store,
         readiness.clone(),
         stop_rx.clone(),
     ));

@@ -618,3 +618,38 @@ async fn the_preload_pages_through_the_newest_orders_in_the_order_they_were_stor
     let all = store.newest_start(100).await.unwrap().unwrap();
     assert_eq!(all.uid.as_str(), by_time[0].1);
 }
+
+/// A lookup that holds every connection of its pool (the order tables locked away from it)
+/// does not make the service report the database unreachable: the readiness check has a
+/// connection of its own.
+#[tokio::test]
+async fn lookups_holding_their_whole_pool_leave_the_readiness_check_its_connection() {
+    let stored = Stored::new(vec![]).await;
+    let serve = stored
+        .api(&[("DATABASE_POOL_SIZE", "1"), ("CACHE_PRELOAD", "0")])
+        .await;
+    serve.wait_ready().await;
+    let mut locker = stored.db.client().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // A miss now waits on the lock, holding the pool's one connection.
+    let port = serve.http_port;
+    let uid = stored.uid(3).to_owned();
+    let blocked = tokio::spawn(async move { http_get(port, &format!("/order/{uid}"), &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!blocked.is_finished(), "the lookup should wait on the lock");
+    // Four seconds of the readiness check (it pings every second, giving up after 2 s;
+    // the lookup gives up after 5).
+    for _ in 0..8 {
+        assert_eq!(serve.status("/readyz").await, Some(200));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tx.rollback().await.unwrap();
+    let reply = blocked
+        .await
+        .unwrap()
+        .expect("answered once the lock is gone");
+    assert_eq!(reply.0, 200);
+}

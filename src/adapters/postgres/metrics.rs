@@ -16,17 +16,20 @@ pub const POOL_WAITING: &str = "order_svc_db_pool_waiting";
 pub enum PoolName {
     Lookup,
     Ingest,
+    /// One connection for the readiness check alone.
+    Health,
 }
 
 impl Label for PoolName {
     fn values() -> Vec<Self> {
-        vec![Self::Lookup, Self::Ingest]
+        vec![Self::Lookup, Self::Ingest, Self::Health]
     }
 
     fn as_str(self) -> &'static str {
         match self {
             Self::Lookup => "lookup",
             Self::Ingest => "ingest",
+            Self::Health => "health",
         }
     }
 }
