@@ -7,6 +7,7 @@
 //! JSON API, the pages and the lists cannot disagree.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::browse::{Field, OrderSummary, RejectionRecord, Search};
 use super::order::Order;
@@ -182,9 +183,9 @@ impl Via {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The subject: a token's `sub`, a key's name, or `anonymous`.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// The client program a token was issued to (`azp` or `client_id`), when it says.
-    pub client: Option<String>,
+    pub client: Option<Arc<str>>,
     /// How it proved who it is.
     pub via: Via,
     /// What it may do.

@@ -219,8 +219,8 @@ impl Guard {
     fn record(&self, asked: Asked<'_>, action: Action) -> AuditRecord {
         AuditRecord {
             at: None,
-            subject: asked.caller.subject.clone(),
-            client: asked.caller.client.clone(),
+            subject: asked.caller.subject.to_string(),
+            client: asked.caller.client.as_deref().map(str::to_owned),
             via: asked.caller.via.as_str(),
             action,
             route: asked.route.to_owned(),

@@ -255,8 +255,8 @@ impl JwtVerifier {
             }
         }
         Caller {
-            subject: text("sub").unwrap_or_default(),
-            client: text("azp").or_else(|| text("client_id")),
+            subject: text("sub").unwrap_or_default().into(),
+            client: text("azp").or_else(|| text("client_id")).map(Into::into),
             via: Via::Token,
             scopes,
         }

@@ -101,7 +101,7 @@ impl KeyVerifier {
             });
         }
         Ok(Caller {
-            subject: row.name,
+            subject: row.name.into(),
             client: None,
             via: Via::ApiKey,
             scopes: Scopes::known(row.scopes.iter().map(String::as_str)),

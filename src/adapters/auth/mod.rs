@@ -144,8 +144,9 @@ impl RateLimits {
         }
     }
 
-    /// `Ok` when `who` may go on, else how long until it may.
-    pub fn check(&self, budget: Budget, who: &Principal) -> Result<(), Duration> {
+    /// `Ok` when `who` may go on, else how long until it may. `who` is asked only when the
+    /// budget is on (building it costs an allocation per request).
+    pub fn check(&self, budget: Budget, who: impl FnOnce() -> Principal) -> Result<(), Duration> {
         let limiter = match budget {
             Budget::Lookup => &self.lookups,
             Budget::Search => &self.searches,
@@ -153,7 +154,7 @@ impl RateLimits {
         match limiter {
             None => Ok(()),
             Some(l) => l
-                .check_key(who)
+                .check_key(&who())
                 .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
         }
     }
@@ -205,13 +206,19 @@ mod tests {
         });
         let a = Principal::Subject("a".into());
         let b = Principal::Subject("b".into());
-        assert!(limits.check(Budget::Lookup, &a).is_ok());
-        assert!(limits.check(Budget::Lookup, &a).is_ok(), "a burst of 2");
-        let wait = limits.check(Budget::Lookup, &a).unwrap_err();
+        assert!(limits.check(Budget::Lookup, || a.clone()).is_ok());
+        assert!(
+            limits.check(Budget::Lookup, || a.clone()).is_ok(),
+            "a burst of 2"
+        );
+        let wait = limits.check(Budget::Lookup, || a.clone()).unwrap_err();
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(limits.check(Budget::Lookup, &b).is_ok());
+        assert!(limits.check(Budget::Lookup, || b.clone()).is_ok());
         for _ in 0..100 {
-            assert!(limits.check(Budget::Search, &a).is_ok(), "0: no budget");
+            assert!(
+                limits.check(Budget::Search, || a.clone()).is_ok(),
+                "0: no budget"
+            );
         }
     }
 }

@@ -82,8 +82,8 @@ pub(crate) async fn identify(
         })
         .transpose()?;
     let caller = state.access.auth.authenticate(presented).await?;
-    let who = Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
-    state.access.limits.check(budget, &who).map_err(|wait| {
+    let who = || Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
+    state.access.limits.check(budget, who).map_err(|wait| {
         counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
         ApiError::RateLimited(wait.as_secs().max(1))
     })?;

@@ -124,7 +124,7 @@ fn refused(tera: &Tera, e: ApiError) -> HttpResponse {
 /// Who the pages say is signed in (nobody, for anonymous access).
 fn signed_in(context: &mut Context, caller: &Caller) {
     if caller.via != Via::Anonymous {
-        context.insert("who", &caller.subject);
+        context.insert("who", &*caller.subject);
     }
 }
 
