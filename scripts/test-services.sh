@@ -46,3 +46,10 @@ if [ ! -f tests/axe/node_modules/axe-core/axe.min.js ]; then
   command -v npm >/dev/null || { echo "npm is not installed: apt-get install npm (axe-core for the UI test)" >&2; exit 1; }
   npm ci --prefix tests/axe --silent --no-audit --no-fund
 fi
+
+# The local OpenID provider of the sign-in tests and `just up` (npm oidc-provider, pinned by
+# scripts/oidc/package-lock.json; runs on the machine's Node.js).
+if [ ! -d scripts/oidc/node_modules/oidc-provider ]; then
+  command -v npm >/dev/null || { echo "npm is not installed: apt-get install npm (the local OpenID provider)" >&2; exit 1; }
+  npm ci --prefix scripts/oidc --silent --no-audit --no-fund
+fi

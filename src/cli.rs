@@ -181,6 +181,47 @@ pub struct AuthArgs {
     #[arg(long, env = "AUTH_ROLE_SCOPES", value_name = "AUTH_ROLE_SCOPES")]
     pub auth_role_scopes: Option<String>,
 
+    /// The web sign-in's client id at the provider (AUTH_ISSUER): people sign in to the
+    /// pages with the authorization code flow and PKCE, and get a session. Unset: no web
+    /// sign-in. Roles come from the ID token's AUTH_ROLES_CLAIM, mapped by AUTH_ROLE_SCOPES.
+    #[arg(long, env = "AUTH_CLIENT_ID", value_name = "AUTH_CLIENT_ID")]
+    pub auth_client_id: Option<String>,
+
+    /// The web sign-in client's secret (unset: a public client, PKCE alone). A secret:
+    /// AUTH_CLIENT_SECRET_FILE may name a file holding it.
+    #[arg(
+        long,
+        env = "AUTH_CLIENT_SECRET",
+        value_name = "AUTH_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub auth_client_secret: Option<String>,
+
+    /// Where the provider sends people back, as registered there
+    /// (`https://orders.example.com/auth/callback`). Unset: the request's own scheme and
+    /// host, with /auth/callback.
+    #[arg(long, env = "AUTH_REDIRECT_URL", value_name = "AUTH_REDIRECT_URL")]
+    pub auth_redirect_url: Option<String>,
+
+    /// The scopes the web sign-in asks the provider for (which claims the ID token carries).
+    #[arg(
+        long,
+        env = "AUTH_SIGN_IN_SCOPES",
+        value_name = "AUTH_SIGN_IN_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub auth_sign_in_scopes: String,
+
+    /// How long a web session lasts from sign-in, in seconds, however it is used.
+    #[arg(
+        long,
+        env = "AUTH_SESSION_SECONDS",
+        value_name = "AUTH_SESSION_SECONDS",
+        default_value_t = 28_800,
+        value_parser = clap::value_parser!(u64).range(60..=2_592_000)
+    )]
+    pub auth_session_seconds: u64,
+
     /// Key of the audit trail's hashes of searched values (at least 32 characters). Unset:
     /// a random key per process, so hashes cannot be compared across restarts. A secret:
     /// AUDIT_HASH_KEY_FILE may name a file holding it.

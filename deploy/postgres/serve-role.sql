@@ -34,3 +34,8 @@ WHERE to_regclass('api_keys') IS NOT NULL
 \gexec
 -- audit_log: serve inserts records and reads them for GET /audit; never changes or deletes
 -- one (SELECT, INSERT above; the table's trigger refuses UPDATE and DELETE to everyone).
+-- sessions: serve signs people in and out (migration V8: run this again after `migrate` if
+-- it ran before). Deleting a row is signing out, or dropping expired sessions.
+SELECT format('GRANT DELETE ON sessions TO %I', :'role')
+WHERE to_regclass('sessions') IS NOT NULL
+\gexec

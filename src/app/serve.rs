@@ -13,7 +13,7 @@ use anyhow::Context;
 use metrics::gauge;
 use tokio::sync::watch;
 
-use crate::adapters::auth::{Authenticator, JwtVerifier, KeyVerifier, RateLimits};
+use crate::adapters::auth::{Authenticator, JwtVerifier, KeyVerifier, RateLimits, SignIn};
 use crate::adapters::cache::{self, MokaCache};
 use crate::adapters::http;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
@@ -203,6 +203,16 @@ async fn access(
         }
         None => None,
     };
+    let sign_in = match (&auth.sign_in, &jwt) {
+        (Some(settings), Some(verifier)) => Some(Arc::new(SignIn::new(
+            settings.clone(),
+            verifier.clone(),
+            store.clone(),
+        )?)),
+        _ => None,
+    };
+    // The provider's keys check ID tokens of web sign-ins even where bearer tokens are off.
+    let jwt = jwt.filter(|_| auth.jwt.as_ref().is_some_and(|j| j.audience.is_some()));
     if let Some(scopes) = auth.anonymous {
         tracing::warn!(%scopes, "anonymous access is on (AUTH_ANONYMOUS_SCOPES): anyone who reaches the port has these scopes");
     }
@@ -227,6 +237,7 @@ async fn access(
             anonymous: auth.anonymous,
             keys: auth.api_keys.then(|| KeyVerifier::new(store.clone())),
             jwt,
+            sign_in,
         },
         limits,
     })

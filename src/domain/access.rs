@@ -166,6 +166,8 @@ pub enum Via {
     ApiKey,
     /// A bearer token signed by the identity provider.
     Token,
+    /// A web session, opened by signing in at the identity provider.
+    Session,
 }
 
 impl Via {
@@ -175,6 +177,7 @@ impl Via {
             Self::Anonymous => "anonymous",
             Self::ApiKey => "api_key",
             Self::Token => "token",
+            Self::Session => "session",
         }
     }
 }

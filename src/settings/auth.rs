@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 
-use crate::adapters::auth::{JwtSettings, RateSettings};
+use crate::adapters::auth::{JwtSettings, RateSettings, SignInSettings};
 use crate::adapters::postgres::url::DatabaseUrl;
 use crate::cli::{AuditArgs, AuthArgs, KeysAction, KeysArgs};
 use crate::domain::access::Scopes;
@@ -14,7 +14,9 @@ pub struct AuthSettings {
     /// The scopes of callers who present nothing; `None`: anonymous access off.
     pub anonymous: Option<Scopes>,
     pub api_keys: bool,
+    /// The identity provider: bearer tokens (with an audience), web sign-in, or both.
     pub jwt: Option<JwtSettings>,
+    pub sign_in: Option<SignInSettings>,
     /// The audit hashes' key; `None`: a random one for this process.
     pub audit_hash_key: Option<String>,
     pub rate: RateSettings,
@@ -40,7 +42,8 @@ fn provider_url(setting: &str, raw: &str) -> anyhow::Result<String> {
             bail!("{setting} must be an https URL (http only to a loopback host), not {other}:")
         }
     }
-    Ok(raw.trim_end_matches('/').to_owned())
+    // Kept as written: it is what `iss` must equal, trailing slash and all.
+    Ok(raw.to_owned())
 }
 
 /// `role=scope,scope;role=scope` → the pairs.
@@ -72,19 +75,29 @@ impl AuthSettings {
                     .map_err(|why| anyhow::anyhow!("AUTH_ANONYMOUS_SCOPES: {why}"))
             })
             .transpose()?;
-        let jwt = match (&args.auth_issuer, &args.auth_audience) {
-            (None, None) => {
-                if args.auth_jwks_url.is_some() || args.auth_role_scopes.is_some() {
-                    bail!("AUTH_JWKS_URL and AUTH_ROLE_SCOPES need AUTH_ISSUER and AUTH_AUDIENCE");
+        let jwt = match &args.auth_issuer {
+            None => {
+                if args.auth_audience.is_some()
+                    || args.auth_client_id.is_some()
+                    || args.auth_jwks_url.is_some()
+                    || args.auth_role_scopes.is_some()
+                {
+                    bail!(
+                        "AUTH_AUDIENCE, AUTH_CLIENT_ID, AUTH_JWKS_URL and AUTH_ROLE_SCOPES need \
+                         AUTH_ISSUER (the identity provider)"
+                    );
                 }
                 None
             }
-            (Some(_), None) | (None, Some(_)) => {
-                bail!("bearer tokens need both AUTH_ISSUER and AUTH_AUDIENCE")
+            Some(_) if args.auth_audience.is_none() && args.auth_client_id.is_none() => {
+                bail!(
+                    "AUTH_ISSUER needs AUTH_AUDIENCE (bearer tokens), AUTH_CLIENT_ID (web \
+                     sign-in), or both"
+                )
             }
-            (Some(issuer), Some(audience)) => Some(JwtSettings {
+            Some(issuer) => Some(JwtSettings {
                 issuer: provider_url("AUTH_ISSUER", issuer)?,
-                audience: audience.clone(),
+                audience: args.auth_audience.clone(),
                 jwks_url: args
                     .auth_jwks_url
                     .as_deref()
@@ -100,10 +113,51 @@ impl AuthSettings {
                     .unwrap_or_default(),
             }),
         };
+        let sign_in = match &args.auth_client_id {
+            None => {
+                if args.auth_client_secret.is_some() || args.auth_redirect_url.is_some() {
+                    bail!("AUTH_CLIENT_SECRET and AUTH_REDIRECT_URL need AUTH_CLIENT_ID");
+                }
+                None
+            }
+            Some(client_id) => {
+                if client_id.trim().is_empty() {
+                    bail!("AUTH_CLIENT_ID is empty");
+                }
+                let redirect_url = args
+                    .auth_redirect_url
+                    .as_deref()
+                    .map(|raw| {
+                        let url = url::Url::parse(raw)
+                            .context("AUTH_REDIRECT_URL is not a URL")?;
+                        if !matches!(url.scheme(), "http" | "https")
+                            || url.path() != "/auth/callback"
+                        {
+                            bail!(
+                                "AUTH_REDIRECT_URL must be this service's \
+                                 http(s)://<host>/auth/callback"
+                            );
+                        }
+                        Ok(raw.to_owned())
+                    })
+                    .transpose()?;
+                if !args.auth_sign_in_scopes.split_whitespace().any(|s| s == "openid") {
+                    bail!("AUTH_SIGN_IN_SCOPES must include openid");
+                }
+                Some(SignInSettings {
+                    client_id: client_id.clone(),
+                    client_secret: args.auth_client_secret.clone(),
+                    redirect_url,
+                    session_ttl: std::time::Duration::from_secs(args.auth_session_seconds),
+                    scopes: args.auth_sign_in_scopes.clone(),
+                })
+            }
+        };
         if anonymous.is_none() && !args.auth_api_keys && jwt.is_none() {
             bail!(
-                "no authentication is configured: set AUTH_ISSUER and AUTH_AUDIENCE (bearer \
-                 tokens of your OpenID provider) or AUTH_API_KEYS=true (keys made by \
+                "no authentication is configured: set AUTH_ISSUER with AUTH_AUDIENCE (bearer \
+                 tokens of your OpenID provider) and/or AUTH_CLIENT_ID (web sign-in), or \
+                 AUTH_API_KEYS=true (keys made by \
                  `order-svc keys create`); or, where the port is private, allow anonymous \
                  access explicitly with AUTH_ANONYMOUS_SCOPES (such as orders:read, or all)"
             );
@@ -123,6 +177,7 @@ impl AuthSettings {
             anonymous,
             api_keys: args.auth_api_keys,
             jwt,
+            sign_in,
             audit_hash_key: args.audit_hash_key.clone(),
             rate: RateSettings {
                 lookups_per_second: args.rate_lookups_per_second,
@@ -266,7 +321,7 @@ mod tests {
         .unwrap()
         .jwt
         .unwrap();
-        assert_eq!(jwt.issuer, "http://127.0.0.1:3000");
+        assert_eq!(jwt.issuer, "http://127.0.0.1:3000/", "what iss must equal");
         assert_eq!(jwt.role_scopes.len(), 2);
         assert!(jwt.role_scopes[0].1.has(Scope::PiiRead));
         let e = with(&[

@@ -20,6 +20,7 @@ mod proxy;
 mod redrive;
 mod roundtrip;
 mod settings;
+mod sign_in;
 mod silent;
 mod tls;
 mod traces;

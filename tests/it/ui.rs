@@ -13,7 +13,7 @@ use crate::kafka::{producer, send_all};
 use crate::lookup::{CANONICAL, Stored};
 
 /// chromedriver on a port of its own, stopped when dropped.
-struct Driver {
+pub struct Driver {
     child: Child,
     port: u16,
 }
@@ -25,7 +25,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser() -> (Driver, Client) {
+pub async fn browser() -> (Driver, Client) {
     browser_with(&[]).await
 }
 
@@ -133,7 +133,7 @@ async fn screenshot(client: &Client, name: &str) {
     println!("screenshot: {}", artifact.display());
 }
 
-async fn url(client: &Client) -> String {
+pub async fn url(client: &Client) -> String {
     client.current_url().await.unwrap().to_string()
 }
 

@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::domain::access::{Caller, Scopes, Via};
 
@@ -29,8 +30,9 @@ pub const LEEWAY_SECONDS: u64 = 30;
 pub struct JwtSettings {
     /// `iss` of every token, and where discovery starts.
     pub issuer: String,
-    /// `aud` a token must name.
-    pub audience: String,
+    /// `aud` a bearer token must name; `None`: bearer tokens are not accepted (the
+    /// provider is there for web sign-in only, whose ID tokens name the client).
+    pub audience: Option<String>,
     /// The JWKS address, when not found by discovery.
     pub jwks_url: Option<String>,
     /// The claim holding scopes (a space-separated string or an array).
@@ -110,7 +112,7 @@ impl JwtVerifier {
     }
 
     /// A JSON document of the provider's (an error status is an error).
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
         Ok(self
             .http
             .get(url)
@@ -121,20 +123,32 @@ impl JwtVerifier {
             .await?)
     }
 
+    /// The issuer's discovery document.
+    pub(crate) async fn discovery(&self) -> anyhow::Result<Value> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer.trim_end_matches('/')
+        );
+        let doc: Value = self.get_json(&url).await?;
+        // A document that names another issuer is another provider's (OpenID Connect
+        // Discovery 1.0, section 4.3).
+        if doc.get("issuer").and_then(Value::as_str) != Some(&self.settings.issuer) {
+            anyhow::bail!("{url} names another issuer");
+        }
+        Ok(doc)
+    }
+
     /// Where the key set is: the setting, else the issuer's discovery document.
     async fn jwks_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.settings.jwks_url {
             return Ok(url.clone());
         }
-        let discovery = format!(
-            "{}/.well-known/openid-configuration",
-            self.settings.issuer.trim_end_matches('/')
-        );
-        let doc: Value = self.get_json(&discovery).await?;
-        doc.get("jwks_uri")
+        self.discovery()
+            .await?
+            .get("jwks_uri")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("{discovery} names no jwks_uri"))
+            .ok_or_else(|| anyhow::anyhow!("the discovery document names no jwks_uri"))
     }
 
     /// Fetches the key set now (unless another fetch just did, or did within
@@ -178,8 +192,11 @@ impl JwtVerifier {
         }
     }
 
-    /// The caller a token stands for.
+    /// The caller a bearer token stands for.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
+        let Some(audience) = &self.settings.audience else {
+            return Err(AuthFailure::Invalid("bearer tokens are not accepted here"));
+        };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((caller, exp)) = self.verified.get(&digest) {
             if exp + LEEWAY_SECONDS > now() {
@@ -187,6 +204,35 @@ impl JwtVerifier {
             }
             self.verified.invalidate(&digest);
         }
+        let claims = self.decode(token, audience).await?;
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let caller = self.caller(&claims, Via::Token);
+        self.verified.insert(digest, (caller.clone(), exp));
+        Ok(caller)
+    }
+
+    /// The claims of an ID token issued to the web sign-in's client `client_id` for the
+    /// sign-in that sent `nonce`: checked as a bearer token is, and its `nonce` must match.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Value, AuthFailure> {
+        let claims = self.decode(token, client_id).await?;
+        let matches = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .is_some_and(|n| bool::from(n.as_bytes().ct_eq(nonce.as_bytes())));
+        if !matches {
+            return Err(AuthFailure::Invalid("ID token is not for this sign-in"));
+        }
+        Ok(claims)
+    }
+
+    /// A token's claims, once its signature (by a key of the provider's, with that key's
+    /// algorithm), issuer, audience and times are checked.
+    async fn decode(&self, token: &str, audience: &str) -> Result<Value, AuthFailure> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthFailure::Invalid("malformed token"))?;
         let kid = header.kid.as_deref();
@@ -207,7 +253,7 @@ impl JwtVerifier {
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[&self.settings.audience]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
@@ -221,16 +267,12 @@ impl JwtVerifier {
                 _ => "token refused",
             })
         })?;
-        let claims = data.claims;
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        let caller = self.caller(&claims);
-        self.verified.insert(digest, (caller.clone(), exp));
-        Ok(caller)
+        Ok(data.claims)
     }
 
     /// The caller the claims describe: `sub`, the client (`azp`, else `client_id`), and
     /// the scopes of the scope claim and of the roles the roles claim names.
-    fn caller(&self, claims: &Value) -> Caller {
+    pub(crate) fn caller(&self, claims: &Value, via: Via) -> Caller {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let words = |name: &str| -> Vec<String> {
             match claims.get(name) {
@@ -257,7 +299,7 @@ impl JwtVerifier {
         Caller {
             subject: text("sub").unwrap_or_default().into(),
             client: text("azp").or_else(|| text("client_id")).map(Into::into),
-            via: Via::Token,
+            via,
             scopes,
         }
     }

@@ -1,6 +1,6 @@
 //! Authentication: turns what a request presents (`Authorization: Bearer` with a JWT of
-//! the identity provider or one of our API keys, or nothing where the operator allowed
-//! anonymous access) into the domain's [`Caller`]. What the caller may do is the domain's
+//! the identity provider or one of our API keys, the cookie of a web sign-in, or nothing
+//! where the operator allowed anonymous access) into the domain's [`Caller`]. What the caller may do is the domain's
 //! to decide ([`crate::domain::guard`]).
 //!
 //! Rate limits are per caller too: a budget for lookups and one for searches, per subject
@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod keys;
+pub mod session;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -21,6 +22,7 @@ use crate::domain::access::{Caller, Scopes};
 
 pub use jwt::{JwtSettings, JwtVerifier};
 pub use keys::KeyVerifier;
+pub use session::{Session, SignIn, SignInSettings};
 
 /// Why a request has no caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +45,8 @@ pub struct Authenticator {
     pub anonymous: Option<Scopes>,
     pub keys: Option<KeyVerifier>,
     pub jwt: Option<Arc<JwtVerifier>>,
+    /// Web sign-in at the identity provider, and its sessions.
+    pub sign_in: Option<Arc<SignIn>>,
 }
 
 impl Authenticator {
@@ -51,13 +55,29 @@ impl Authenticator {
         self.anonymous.is_some()
     }
 
-    /// The caller behind an `Authorization` header's value (or its absence).
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthFailure> {
+    /// The caller behind an `Authorization` header's value, else a session cookie's (a
+    /// header wins: a program's request is its token's, whatever cookies it carries).
+    /// With neither, the anonymous caller if there is one. A session that has ended counts
+    /// as no cookie where anonymous access is on.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<(Caller, Option<Session>), AuthFailure> {
         let Some(value) = authorization else {
-            return self
-                .anonymous
-                .map(Caller::anonymous)
-                .ok_or(AuthFailure::Missing);
+            let anonymous = || {
+                self.anonymous
+                    .map(|scopes| (Caller::anonymous(scopes), None))
+                    .ok_or(AuthFailure::Missing)
+            };
+            return match (session, &self.sign_in) {
+                (Some(cookie), Some(sign_in)) => match sign_in.session(cookie).await {
+                    Ok(s) => Ok((s.caller.clone(), Some(s))),
+                    Err(AuthFailure::Invalid(_)) if self.anonymous.is_some() => anonymous(),
+                    Err(e) => Err(e),
+                },
+                _ => anonymous(),
+            };
         };
         let token = value
             .split_once(' ')
@@ -67,16 +87,18 @@ impl Authenticator {
             .ok_or(AuthFailure::Invalid(
                 "the Authorization header must be Bearer <token>",
             ))?;
-        if keys::is_key(token) {
-            return match &self.keys {
+        let caller = if keys::is_key(token) {
+            match &self.keys {
                 Some(keys) => keys.verify(token).await,
                 None => Err(AuthFailure::Invalid("API keys are not accepted here")),
-            };
-        }
-        match &self.jwt {
-            Some(jwt) => jwt.verify(token).await,
-            None => Err(AuthFailure::Invalid("bearer tokens are not accepted here")),
-        }
+            }
+        } else {
+            match &self.jwt {
+                Some(jwt) => jwt.verify(token).await,
+                None => Err(AuthFailure::Invalid("bearer tokens are not accepted here")),
+            }
+        };
+        caller.map(|c| (c, None))
     }
 }
 
@@ -176,25 +198,30 @@ mod tests {
     #[tokio::test]
     async fn no_credential_is_refused_unless_anonymous_access_is_on() {
         let closed = Authenticator::default();
-        assert_eq!(closed.authenticate(None).await, Err(AuthFailure::Missing));
+        assert_eq!(
+            closed.authenticate(None, None).await.unwrap_err(),
+            AuthFailure::Missing
+        );
         let open = Authenticator {
             anonymous: Some(Scope::OrdersRead.into()),
             ..Authenticator::default()
         };
-        let caller = open.authenticate(None).await.unwrap();
+        let (caller, _) = open.authenticate(None, None).await.unwrap();
         assert!(caller.may(Scope::OrdersRead) && !caller.may(Scope::PiiRead));
         for header in ["Basic dXNlcjpwdw==", "Bearer ", "Bearer", "token"] {
             assert!(
                 matches!(
-                    open.authenticate(Some(header)).await,
+                    open.authenticate(Some(header), None).await,
                     Err(AuthFailure::Invalid(_))
                 ),
                 "{header}"
             );
         }
         assert_eq!(
-            open.authenticate(Some("Bearer eyJ.x.y")).await,
-            Err(AuthFailure::Invalid("bearer tokens are not accepted here"))
+            open.authenticate(Some("Bearer eyJ.x.y"), None)
+                .await
+                .unwrap_err(),
+            AuthFailure::Invalid("bearer tokens are not accepted here")
         );
     }
 

@@ -6,6 +6,7 @@ mod errors;
 pub mod metrics;
 mod ops;
 mod pages;
+mod sign_in;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -26,7 +27,8 @@ use tracing::Instrument;
 
 pub use errors::ApiError;
 
-use crate::adapters::auth::{Authenticator, Budget, Principal, RateLimits};
+use crate::adapters::auth::session::SESSION_COOKIE;
+use crate::adapters::auth::{Authenticator, Budget, Principal, RateLimits, Session};
 use crate::domain::access::Caller;
 use crate::domain::guard::{Asked, Guard};
 use crate::domain::health::Readiness;
@@ -53,6 +55,8 @@ pub struct Access {
 /// A request's caller, route template and id: what the guard is told of it.
 pub(crate) struct Ctx {
     pub caller: Caller,
+    /// The web session the caller came with, if it came with one.
+    pub session: Option<Session>,
     route: String,
     request_id: Arc<str>,
 }
@@ -81,7 +85,12 @@ pub(crate) async fn identify(
                 .map_err(|_| ApiError::InvalidToken("the Authorization header is not text"))
         })
         .transpose()?;
-    let caller = state.access.auth.authenticate(presented).await?;
+    let cookie = req.cookie(SESSION_COOKIE);
+    let (caller, session) = state
+        .access
+        .auth
+        .authenticate(presented, cookie.as_ref().map(|c| c.value()))
+        .await?;
     let who = || Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
     state.access.limits.check(budget, who).map_err(|wait| {
         counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
@@ -89,6 +98,7 @@ pub(crate) async fn identify(
     })?;
     Ok(Ctx {
         caller,
+        session,
         route: req.match_pattern().unwrap_or_else(|| req.path().to_owned()),
         request_id: crate::adapters::trace::current_request_id().unwrap_or_else(|| "".into()),
     })
@@ -145,11 +155,12 @@ pub fn start(
     // With authentication on, `/metrics` is served only on its own address (settings
     // refuse the other case at start).
     let open = access.auth.is_open();
+    let signing_in = access.auth.sign_in.is_some();
     let with_metrics = metrics_addr.is_none() && open;
     let state = web::Data::new(AppState {
         access,
         readiness,
-        templates: pages::templates(open)?,
+        templates: pages::templates(open, signing_in)?,
     });
     let server = HttpServer::new(move || {
         let fixed = bench_fixed.clone();
@@ -212,6 +223,7 @@ fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .service(readable("/", pages::index))
         .service(readable("/static/{file}", pages::static_file))
         .service(readable("/openapi.json", pages::openapi))
+        .configure(sign_in::routes)
         .default_service(web::to(not_found));
 }
 
@@ -673,7 +685,7 @@ mod tests {
                 }),
             },
             readiness: Arc::new(Readiness::new(true, false)),
-            templates: pages::templates(true).unwrap(),
+            templates: pages::templates(true, false).unwrap(),
         });
         let app = test::init_service(
             App::new()

@@ -11,18 +11,23 @@ use tera::{Context, Tera};
 use super::AppState;
 use super::errors::ApiError;
 use crate::adapters::auth::Budget;
-use crate::domain::access::{Caller, Via};
+use crate::domain::access::Via;
 use crate::domain::browse::{BrowseError, OrderSummary, PageRequest, Search};
 use crate::domain::guard::Refusal;
 use crate::domain::order::{Order, OrderUid};
 
 /// The templates, parsed once. Tera escapes every value in `.html` templates. `open`:
-/// anonymous access is on, and every page says so (`open_access()` in the templates).
-pub fn templates(open: bool) -> anyhow::Result<Tera> {
+/// anonymous access is on, and every page says so (`open_access()` in the templates);
+/// `sign_in`: people may sign in (`sign_in()`: the header offers it).
+pub fn templates(open: bool, sign_in: bool) -> anyhow::Result<Tera> {
     let mut tera = Tera::default();
     tera.register_function(
         "open_access",
         move |_: &std::collections::HashMap<String, tera::Value>| Ok(tera::Value::Bool(open)),
+    );
+    tera.register_function(
+        "sign_in",
+        move |_: &std::collections::HashMap<String, tera::Value>| Ok(tera::Value::Bool(sign_in)),
     );
     tera.add_raw_templates([
         ("base.html", include_str!("../../../templates/base.html")),
@@ -39,6 +44,10 @@ pub fn templates(open: bool) -> anyhow::Result<Tera> {
         (
             "message.html",
             include_str!("../../../templates/message.html"),
+        ),
+        (
+            "signed_out.html",
+            include_str!("../../../templates/signed_out.html"),
         ),
     ])
     .context("the page templates do not parse")?;
@@ -97,8 +106,23 @@ pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
 }
 
 /// The page for a request refused before its work: its status and the headers that say
-/// what to do (`WWW-Authenticate`, `Retry-After`), with a page for people.
-fn refused(tera: &Tera, e: ApiError) -> HttpResponse {
+/// what to do (`WWW-Authenticate`, `Retry-After`), with a page for people. A browser that
+/// is not signed in, where people may sign in, is sent to sign in and then back here.
+fn refused(req: &HttpRequest, state: &AppState, e: ApiError) -> HttpResponse {
+    let tera = &state.templates;
+    let unknown = matches!(e, ApiError::Unauthenticated | ApiError::InvalidToken(_))
+        && req.headers().get(header::AUTHORIZATION).is_none();
+    if unknown && state.access.auth.sign_in.is_some() && req.method() == actix_web::http::Method::GET {
+        let here = match req.query_string() {
+            "" => req.path().to_owned(),
+            q => format!("{}?{q}", req.path()),
+        };
+        let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/auth/login?next={next}")))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish();
+    }
     let json = e.error_response();
     let heading = match e {
         ApiError::Unauthenticated | ApiError::InvalidToken(_) => "Sign in required",
@@ -121,10 +145,14 @@ fn refused(tera: &Tera, e: ApiError) -> HttpResponse {
     response
 }
 
-/// Who the pages say is signed in (nobody, for anonymous access).
-fn signed_in(context: &mut Context, caller: &Caller) {
-    if caller.via != Via::Anonymous {
-        context.insert("who", &*caller.subject);
+/// Who the pages say is signed in (nobody, for anonymous access), and the sign-out form's
+/// token of a web session.
+fn signed_in(context: &mut Context, ctx: &super::Ctx) {
+    if let Some(session) = &ctx.session {
+        context.insert("who", &*session.name);
+        context.insert("csrf", &*session.csrf);
+    } else if ctx.caller.via != Via::Anonymous {
+        context.insert("who", &*ctx.caller.subject);
     }
 }
 
@@ -132,7 +160,7 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
     let tera = &state.templates;
     let ctx = match super::identify(&req, state, Budget::Search).await {
         Ok(ctx) => ctx,
-        Err(e) => return refused(tera, e),
+        Err(e) => return refused(&req, state, e),
     };
     let mut q = String::new();
     let mut page = PageRequest::default();
@@ -171,7 +199,7 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
             tracing::error!(error = %e, "browse failed");
             return went_wrong(tera);
         }
-        Err(e) => return refused(tera, e.into()),
+        Err(e) => return refused(&req, state, e.into()),
     };
     let rows: Vec<SummaryRow> = found.items.iter().map(SummaryRow::from).collect();
     // A uid with no order may have been set aside: say why.
@@ -180,7 +208,7 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
         _ => Vec::new(),
     };
     let mut context = Context::new();
-    signed_in(&mut context, &ctx.caller);
+    signed_in(&mut context, &ctx);
     context.insert("q", &q);
     context.insert("rows", &rows);
     context.insert("rejected", &rejected);
@@ -307,7 +335,7 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
     let tera = &state.templates;
     let ctx = match super::identify(&req, state, Budget::Lookup).await {
         Ok(ctx) => ctx,
-        Err(e) => return refused(tera, e),
+        Err(e) => return refused(&req, state, e),
     };
     let Ok(uid) = OrderUid::parse(uid) else {
         return message_page(
@@ -328,7 +356,7 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
         Err(ApiError::NotFound) => {
             let rejected = rejections(state, &ctx, uid.clone()).await;
             let mut context = Context::new();
-            signed_in(&mut context, &ctx.caller);
+            signed_in(&mut context, &ctx);
             context.insert("uid", uid.as_str());
             context.insert("rejected", &rejected);
             return page(tera, StatusCode::NOT_FOUND, "missing.html", &context);
@@ -339,7 +367,7 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
             | ApiError::AuditUnavailable
             | ApiError::Unauthenticated
             | ApiError::InvalidToken(_)),
-        ) => return refused(tera, e),
+        ) => return refused(&req, state, e),
         Err(_) => return went_wrong(tera),
     };
     let order: Order = match shown.order() {
@@ -364,7 +392,7 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
         .collect();
     let p = &order.payment;
     let mut context = Context::new();
-    signed_in(&mut context, &ctx.caller);
+    signed_in(&mut context, &ctx);
     context.insert("masked", &shown.masked);
     context.insert("uid", uid.as_str());
     context.insert("created", &minutes(&order.date_created));

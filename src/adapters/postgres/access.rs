@@ -34,7 +34,7 @@ fn audit_row(row: &Row) -> (i64, AuditRecord) {
         at: Some(row.get(1)),
         subject: row.get(2),
         client: row.get(3),
-        via: ["anonymous", "api_key", "token"]
+        via: ["anonymous", "api_key", "token", "session"]
             .into_iter()
             .find(|v| *v == via)
             .unwrap_or("unknown"),

@@ -67,6 +67,7 @@ pub enum Op {
     Ping,
     Audit,
     Keys,
+    Sessions,
 }
 
 impl Op {
@@ -74,7 +75,10 @@ impl Op {
     pub fn is_lookup(self) -> bool {
         matches!(
             self,
-            Self::Find | Self::Browse | Self::Rejections | Self::Ping | Self::Audit | Self::Keys
+            Self::Find | Self::Browse | Self::Rejections | Self::Ping
+                | Self::Audit
+                | Self::Keys
+                | Self::Sessions
         )
     }
 }
@@ -92,6 +96,7 @@ impl Label for Op {
             Self::Ping,
             Self::Audit,
             Self::Keys,
+            Self::Sessions,
         ]
     }
 
@@ -107,6 +112,7 @@ impl Label for Op {
             Self::Ping => "ping",
             Self::Audit => "audit",
             Self::Keys => "keys",
+            Self::Sessions => "sessions",
         }
     }
 }

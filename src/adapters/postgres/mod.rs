@@ -1,6 +1,7 @@
 //! PostgreSQL: the URL and its TLS ([`url`]), connections and the pool ([`pool`]), the
 //! embedded migrations, the order store's batch write ([`store`]), the dead-letter ledger
-//! ([`ledger`]), reads for lookup ([`reader`]) and for people without a uid ([`browse`]).
+//! ([`ledger`]), reads for lookup ([`reader`]) for people without a uid ([`browse`]);
+//! who may read, and who read what ([`access`], [`sessions`]).
 
 pub mod access;
 pub mod browse;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod pool;
 pub mod reader;
+pub mod sessions;
 pub mod store;
 pub mod url;
 
