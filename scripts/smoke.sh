@@ -24,20 +24,34 @@ if [ "$(id -u)" = 0 ] && [ -z "${SMOKE_IN_PRIVATE_DIR:-}" ]; then
 fi
 
 export STACK_DATA=.data/smoke STACK_PG_PORT=55433 STACK_KAFKA_PORT=19093 STACK_HTTP_PORT=18081 \
-       STACK_PROMETHEUS_PORT=19091 STACK_RPS=20
+       STACK_PROMETHEUS_PORT=19091 STACK_OIDC_PORT=18082 STACK_METRICS_PORT=19465 STACK_RPS=20
 trap 'scripts/stack.sh down --purge' EXIT
 scripts/stack.sh up
 uid=$(scripts/stack.sh latest-uid 60)
 [ -n "$uid" ] || { echo "smoke: no order was stored" >&2; exit 1; }
-body=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/order/$uid")
+base="http://127.0.0.1:$STACK_HTTP_PORT"
+# Nothing without a credential; the demo API key the stack printed reads the order.
+status=$(curl -sS -o /dev/null -w '%{http_code}' "$base/order/$uid")
+[ "$status" = 401 ] || { echo "smoke: an anonymous lookup answered $status, not 401" >&2; exit 1; }
+key=$(cat "$STACK_DATA/demo.key")
+body=$(curl -fsS -H "Authorization: Bearer $key" "$base/order/$uid")
 echo "$body" | python3 -c "import json,sys; o=json.load(sys.stdin); assert o['order_uid']=='$uid', o; print('smoke: found order', o['order_uid'], 'with', len(o['items']), 'items')"
-# Each page read whole before it is searched: `grep -q` would stop reading early, and curl,
-# still writing, would fail the pipe.
-home=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/")
-grep -q 'id="q"' <<<"$home" || { echo "smoke: the UI page is missing its search box" >&2; exit 1; }
-found=$(curl -fsS "http://127.0.0.1:$STACK_HTTP_PORT/?q=$uid")
+# A person: the page sends the browser to the local provider; signed in there as support,
+# back on the page, searching finds the order. (Each page is read whole before it is
+# searched: `grep -q` would stop reading early, and curl, still writing, would fail the pipe.)
+jar=$(mktemp)
+form=$(curl -fsS -c "$jar" -b "$jar" -L "$base/?q=$uid")
+action=$(grep -o 'action="/interaction/[^"]*"' <<<"$form" | cut -d'"' -f2)
+[ -n "$action" ] || { echo "smoke: the UI did not send the browser to sign in" >&2; exit 1; }
+found=$(curl -fsS -c "$jar" -b "$jar" -L --data-urlencode login=support --data-urlencode password=support \
+  "http://127.0.0.1:$STACK_OIDC_PORT$action")
+grep -q 'Signed in as <strong>support</strong>' <<<"$found" ||
+  { echo "smoke: signing in as support did not come back signed in" >&2; exit 1; }
+grep -q 'id="q"' <<<"$found" || { echo "smoke: the UI page is missing its search box" >&2; exit 1; }
 grep -q "href=\"/orders/$uid\"" <<<"$found" ||
   { echo "smoke: the UI's search does not find order $uid" >&2; exit 1; }
+rm -f "$jar"
+echo "smoke: signed in as support through the local OpenID provider and found the order"
 # Prometheus (installed by .ci/run) scrapes serve and has loaded the alert rules.
 command -v prometheus >/dev/null || { echo "smoke: Prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
 prom="http://127.0.0.1:$STACK_PROMETHEUS_PORT"

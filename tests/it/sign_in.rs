@@ -190,10 +190,7 @@ async fn people_sign_in_at_the_provider_and_see_what_their_role_allows_until_the
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 2, "the page and the API read");
     // The database holds the session's hash only.
-    let hashes = db
-        .query("SELECT id_hash FROM sessions", &[])
-        .await
-        .unwrap();
+    let hashes = db.query("SELECT id_hash FROM sessions", &[]).await.unwrap();
     assert_eq!(hashes.len(), 1);
     let stored_hash: Vec<u8> = hashes[0].get(0);
     assert_ne!(stored_hash, cookie.value().as_bytes());
@@ -271,7 +268,10 @@ async fn a_sign_in_not_started_by_this_browser_is_refused() {
         .map(|(_, v)| v.clone())
         .unwrap();
     assert!(location.starts_with(&provider.issuer), "{location}");
-    assert!(location.contains("code_challenge_method=S256"), "{location}");
+    assert!(
+        location.contains("code_challenge_method=S256"),
+        "{location}"
+    );
     let set_cookie = headers
         .iter()
         .find(|(k, _)| k == "set-cookie")
@@ -291,7 +291,8 @@ async fn a_sign_in_not_started_by_this_browser_is_refused() {
     assert!(
         !headers
             .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.contains("order_svc_session=")
+            .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie")
+                && v.contains("order_svc_session=")
                 && !v.contains("Max-Age=0")),
         "{headers:?}"
     );
@@ -324,9 +325,15 @@ async fn a_sign_in_not_started_by_this_browser_is_refused() {
         let pending: Value = serde_json::from_slice(&bytes).unwrap();
         pending["next"].as_str().unwrap().to_owned()
     };
-    let kept = http_get(port, "/auth/login?next=%2Forders%3Fq%3Dx", &[]).await.unwrap();
+    let kept = http_get(port, "/auth/login?next=%2Forders%3Fq%3Dx", &[])
+        .await
+        .unwrap();
     assert_eq!(next_of(kept), "/orders?q=x");
-    for elsewhere in ["https://evil.example/", "//evil.example/", "/%5Cevil.example"] {
+    for elsewhere in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/%5Cevil.example",
+    ] {
         let reply = http_get(port, &format!("/auth/login?next={elsewhere}"), &[])
             .await
             .unwrap();

@@ -112,7 +112,10 @@ impl JwtVerifier {
     }
 
     /// A JSON document of the provider's (an error status is an error).
-    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> anyhow::Result<T> {
         Ok(self
             .http
             .get(url)

@@ -245,7 +245,8 @@ impl SignIn {
             .body(body);
         if let Some(secret) = &self.settings.client_secret {
             // RFC 6749 2.3.1: both form-encoded before Basic.
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             request = request.basic_auth(enc(&self.settings.client_id), Some(enc(secret)));
         }
         let response = request.send().await.map_err(|e| {
@@ -255,7 +256,10 @@ impl SignIn {
         let status = response.status();
         let reply: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let error = reply.get("error").and_then(Value::as_str).unwrap_or("error");
+            let error = reply
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("error");
             // The provider's error code only: its description may quote what we sent.
             let error: String = error
                 .chars()
@@ -264,10 +268,13 @@ impl SignIn {
                 .collect();
             return Err(SignInError::Refused(error));
         }
-        let id_token = reply
-            .get("id_token")
-            .and_then(Value::as_str)
-            .ok_or(SignInError::Invalid("the identity provider sent no ID token"))?;
+        let id_token =
+            reply
+                .get("id_token")
+                .and_then(Value::as_str)
+                .ok_or(SignInError::Invalid(
+                    "the identity provider sent no ID token",
+                ))?;
         let claims = self
             .verifier
             .verify_id_token(id_token, &self.settings.client_id, &pending.nonce)
@@ -280,7 +287,12 @@ impl SignIn {
         if caller.subject.is_empty() {
             return Err(SignInError::Invalid("the ID token names no subject"));
         }
-        let text = |n: &str| claims.get(n).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let text = |n: &str| {
+            claims
+                .get(n)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         let name = text("preferred_username")
             .or_else(|| text("name"))
             .or_else(|| text("email"))
@@ -291,7 +303,12 @@ impl SignIn {
             subject: caller.subject.to_string(),
             name: name.chars().take(128).collect(),
             client: self.settings.client_id.clone(),
-            scopes: caller.scopes.names().into_iter().map(str::to_owned).collect(),
+            scopes: caller
+                .scopes
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             expires_at: Utc::now() + ttl,
         };
         let secret = random_token();

@@ -112,7 +112,10 @@ fn refused(req: &HttpRequest, state: &AppState, e: ApiError) -> HttpResponse {
     let tera = &state.templates;
     let unknown = matches!(e, ApiError::Unauthenticated | ApiError::InvalidToken(_))
         && req.headers().get(header::AUTHORIZATION).is_none();
-    if unknown && state.access.auth.sign_in.is_some() && req.method() == actix_web::http::Method::GET {
+    if unknown
+        && state.access.auth.sign_in.is_some()
+        && req.method() == actix_web::http::Method::GET
+    {
         let here = match req.query_string() {
             "" => req.path().to_owned(),
             q => format!("{}?{q}", req.path()),

@@ -107,24 +107,33 @@ fn summary(row: &Row) -> Result<(Position, OrderSummary), StoreError> {
 /// could use neither index.
 const REJECTIONS_OF: &str = r#"
 SELECT id, sent_at, reason, detail, order_uid, message_key, topic, partition, "offset",
-       message_time
+       message_time, message_key_sha256
 FROM dead_letters WHERE order_uid = $1 AND id < $2 ORDER BY id DESC LIMIT $3
 "#;
 const REJECTIONS_ALL: &str = r#"
 SELECT id, sent_at, reason, detail, order_uid, message_key, topic, partition, "offset",
-       message_time
+       message_time, message_key_sha256
 FROM dead_letters WHERE id < $1 ORDER BY id DESC LIMIT $2
 "#;
 
 fn rejection(row: &Row) -> RejectionRecord {
     let key: Option<Vec<u8>> = row.get(5);
+    let whole: Option<Vec<u8>> = row.get(10);
+    // A key kept as a prefix says so, with the hash of the whole to recognise it by.
+    let key = key.map(|k| {
+        let text = String::from_utf8_lossy(&k).into_owned();
+        match &whole {
+            Some(hash) => format!("{text}… (cut; sha256 {})", hex::encode(hash)),
+            None => text,
+        }
+    });
     RejectionRecord {
         id: row.get(0),
         at: row.get(1),
         reason: row.get(2),
         detail: row.get(3),
         order_uid: row.get(4),
-        key: key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+        key,
         topic: row.get(6),
         partition: row.get(7),
         offset: row.get(8),

@@ -3,11 +3,15 @@
 //! people who ask why an order never arrived. It lives beside the orders, in `dead_letters`.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use super::metrics::Op;
 use super::pool::{PgStore, db_error};
 use crate::domain::message::{DeadLetter, MessageId};
 use crate::domain::ports::{DeadLetterLedger, StoreError};
+
+/// The most bytes of a dead letter's key kept in the ledger.
+pub const MAX_STORED_KEY: usize = 256;
 
 const DEAD_LETTERED: &str = r#"
 SELECT t.i::int8 FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[])
@@ -19,9 +23,9 @@ JOIN dead_letters d
 
 const RECORD_DEAD_LETTERS: &str = r#"
 INSERT INTO dead_letters (topic, partition, "offset", payload_hash, reason, detail,
-                          message_key, order_uid, message_time)
+                          message_key, order_uid, message_time, message_key_sha256)
 SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::bytea[], $5::text[], $6::text[],
-                     $7::bytea[], $8::text[], $9::timestamptz[])
+                     $7::bytea[], $8::text[], $9::timestamptz[], $10::bytea[])
 ON CONFLICT DO NOTHING
 "#;
 
@@ -57,8 +61,27 @@ impl DeadLetterLedger for PgStore {
                 .iter()
                 .map(|l| l.detail.replace('\0', "\\0"))
                 .collect();
-            let keys: Vec<Option<&[u8]>> =
-                letters.iter().map(|l| l.message.key.as_deref()).collect();
+            // A key is data of any size: kept whole up to MAX_STORED_KEY bytes, else its
+            // first MAX_STORED_KEY bytes and the SHA-256 of the whole (migrations/V9).
+            let keys: Vec<Option<&[u8]>> = letters
+                .iter()
+                .map(|l| {
+                    l.message
+                        .key
+                        .as_deref()
+                        .map(|k| &k[..k.len().min(MAX_STORED_KEY)])
+                })
+                .collect();
+            let key_hashes: Vec<Option<Vec<u8>>> = letters
+                .iter()
+                .map(|l| {
+                    l.message
+                        .key
+                        .as_deref()
+                        .filter(|k| k.len() > MAX_STORED_KEY)
+                        .map(|k| Sha256::digest(k).to_vec())
+                })
+                .collect();
             let uids: Vec<Option<&str>> = letters.iter().map(|l| l.order_uid.as_deref()).collect();
             let times: Vec<Option<DateTime<Utc>>> = letters
                 .iter()
@@ -82,6 +105,7 @@ impl DeadLetterLedger for PgStore {
                         &keys,
                         &uids,
                         &times,
+                        &key_hashes,
                     ],
                 )
                 .await

@@ -75,7 +75,10 @@ impl Op {
     pub fn is_lookup(self) -> bool {
         matches!(
             self,
-            Self::Find | Self::Browse | Self::Rejections | Self::Ping
+            Self::Find
+                | Self::Browse
+                | Self::Rejections
+                | Self::Ping
                 | Self::Audit
                 | Self::Keys
                 | Self::Sessions
