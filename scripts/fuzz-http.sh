@@ -37,7 +37,7 @@ key=$("$bin" keys create --name fuzz-http --scopes all 2>/dev/null)
 export ORDER_SVC_FUZZ_KEY="$key"
 auth="Authorization: Bearer $key"
 
-AUTH_API_KEYS=true METRICS_ADDR=127.0.0.1:0 RATE_LOOKUPS_PER_SECOND=0 RATE_SEARCHES_PER_SECOND=0 \
+AUTH_API_KEYS=true LINK_KEYS=fuzz=order-svc-fuzz-link-key-of-32-characters METRICS_ADDR=127.0.0.1:0 RATE_LOOKUPS_PER_SECOND=0 RATE_SEARCHES_PER_SECOND=0 \
   HTTP_ADDR=127.0.0.1:0 "$bin" serve >"$work/serve.log" 2>&1 &
 serve_pid=$!
 port=""

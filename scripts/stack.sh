@@ -29,8 +29,9 @@ export HTTP_ADDR="127.0.0.1:$HTTP_PORT" METRICS_ADDR="127.0.0.1:$METRICS_PORT"
 OIDC_SECRET=order-svc-local-secret
 export AUTH_ISSUER="http://127.0.0.1:$OIDC_PORT" AUTH_CLIENT_ID=order-svc AUTH_CLIENT_SECRET=$OIDC_SECRET \
        AUTH_SIGN_IN_SCOPES="openid profile roles" AUTH_ROLES_CLAIM=roles \
-       AUTH_ROLE_SCOPES="support=orders:read,orders:search,pii:read,rejections:read,audit:read;viewer=orders:read,orders:search" \
-       AUTH_API_KEYS=true
+       AUTH_ROLE_SCOPES="support=orders:read,orders:search,pii:read,rejections:read,audit:read,links:create;viewer=orders:read,orders:search" \
+       AUTH_API_KEYS=true \
+       LINK_KEYS="local=order-svc-local-customer-link-key-0001"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN="$CARGO_TARGET_DIR/release/order-svc"
 

@@ -222,6 +222,33 @@ pub struct AuthArgs {
     )]
     pub auth_session_seconds: u64,
 
+    /// Keys that sign customer links (`GET /order/{uid}/link`, scope links:create):
+    /// `id=secret` pairs separated by commas, secrets of 32+ characters; the first signs, all
+    /// check, so a key left out refuses every link it signed. Unset: no customer links. A
+    /// secret: LINK_KEYS_FILE may name a file holding it.
+    #[arg(
+        long,
+        env = "LINK_KEYS",
+        value_name = "LINK_KEYS",
+        hide_env_values = true
+    )]
+    pub link_keys: Option<String>,
+
+    /// How long a customer link opens its order, in seconds.
+    #[arg(
+        long,
+        env = "LINK_TTL_SECONDS",
+        value_name = "LINK_TTL_SECONDS",
+        default_value_t = 259_200,
+        value_parser = clap::value_parser!(u64).range(60..=2_592_000)
+    )]
+    pub link_ttl_seconds: u64,
+
+    /// Where customers open links (`https://orders.example.com`). Unset: the address of
+    /// the request that made the link.
+    #[arg(long, env = "LINK_BASE_URL", value_name = "LINK_BASE_URL")]
+    pub link_base_url: Option<String>,
+
     /// Key of the audit trail's hashes of searched values (at least 32 characters). Unset:
     /// a random key per process, so hashes cannot be compared across restarts. A secret:
     /// AUDIT_HASH_KEY_FILE may name a file holding it.

@@ -240,6 +240,10 @@ async fn access(
             sign_in,
         },
         limits,
+        links: auth
+            .links
+            .clone()
+            .map(|(signer, base)| http::Links { signer, base }),
     })
 }
 

@@ -36,6 +36,8 @@ pub enum Action {
     List,
     /// A search (masked or not).
     Search,
+    /// A customer link to one order made.
+    Link,
 }
 
 impl Action {
@@ -45,12 +47,13 @@ impl Action {
             Self::Order => "order",
             Self::List => "list",
             Self::Search => "search",
+            Self::Link => "link",
         }
     }
 
     /// The action a stored name means.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Order, Self::List, Self::Search]
+        [Self::Order, Self::List, Self::Search, Self::Link]
             .into_iter()
             .find(|a| a.as_str() == s)
     }
@@ -249,6 +252,28 @@ impl Guard {
             });
         }
         Ok(masked(view, source)?)
+    }
+
+    /// Whether the caller may make a customer link to `uid` (`links:create` and
+    /// `orders:read`, and the order stored); recorded in the trail before the link is given.
+    pub async fn link(&self, asked: Asked<'_>, uid: &OrderUid) -> Result<(), Refusal> {
+        asked
+            .caller
+            .require(&[Scope::OrdersRead, Scope::LinksCreate])?;
+        self.lookup.find(uid).await?;
+        let mut record = self.record(asked, Action::Link);
+        record.order_uid = Some(uid.to_string());
+        record.results = 1;
+        self.write(record).await
+    }
+
+    /// The order a customer link opens, as its customer sees it: no personal data, no
+    /// caller (the link's signature was the check), nothing recorded.
+    pub async fn for_customer(&self, uid: &OrderUid) -> Result<Order, Refusal> {
+        let (view, _) = self.lookup.find(uid).await?;
+        let order: Order = serde_json::from_slice(&view.json)
+            .map_err(|e| LookupError::Unreadable(format!("a stored order does not decode: {e}")))?;
+        Ok(order.for_customer())
     }
 
     /// A page of summaries: `orders:search` (and `pii:read` for phones and e-mails).

@@ -7,6 +7,7 @@ pub mod browse;
 pub mod guard;
 pub mod health;
 pub mod ingest;
+pub mod links;
 pub mod lookup;
 pub mod message;
 pub mod metrics;

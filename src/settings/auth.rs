@@ -7,6 +7,7 @@ use crate::adapters::postgres::url::DatabaseUrl;
 use crate::cli::{AuditArgs, AuthArgs, KeysAction, KeysArgs};
 use crate::domain::access::Scopes;
 use crate::domain::guard::AuditQuery;
+use crate::domain::links::{LinkKey, LinkSigner, MIN_KEY};
 
 /// What `serve` accepts, checked.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct AuthSettings {
     /// The identity provider: bearer tokens (with an audience), web sign-in, or both.
     pub jwt: Option<JwtSettings>,
     pub sign_in: Option<SignInSettings>,
+    /// Customer links: their signer and public address (`None`: the request's).
+    pub links: Option<(LinkSigner, Option<String>)>,
     /// The audit hashes' key; `None`: a random one for this process.
     pub audit_hash_key: Option<String>,
     pub rate: RateSettings,
@@ -44,6 +47,39 @@ fn provider_url(setting: &str, raw: &str) -> anyhow::Result<String> {
     }
     // Kept as written: it is what `iss` must equal, trailing slash and all.
     Ok(raw.to_owned())
+}
+
+/// `id=secret,id=secret` → the link keys. Never echoes a secret.
+fn link_keys(raw: &str) -> anyhow::Result<Vec<LinkKey>> {
+    let mut keys: Vec<LinkKey> = Vec::new();
+    for (n, pair) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        let Some((id, secret)) = pair.split_once('=') else {
+            bail!("LINK_KEYS: key {} is not id=secret", n + 1);
+        };
+        let id = id.trim();
+        if !(1..=16).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            bail!(
+                "LINK_KEYS: key {}'s id must be 1 to 16 letters or digits",
+                n + 1
+            );
+        }
+        if secret.chars().count() < MIN_KEY {
+            bail!("LINK_KEYS: key {id}'s secret must be at least {MIN_KEY} characters");
+        }
+        if keys.iter().any(|k| k.id == id) {
+            bail!("LINK_KEYS: key id {id} appears twice");
+        }
+        keys.push(LinkKey {
+            id: id.to_owned(),
+            secret: secret.as_bytes().to_vec(),
+        });
+    }
+    Ok(keys)
 }
 
 /// `role=scope,scope;role=scope` → the pairs.
@@ -75,6 +111,8 @@ fn unset_if_empty(args: &AuthArgs) -> AuthArgs {
         &mut args.auth_client_id,
         &mut args.auth_client_secret,
         &mut args.auth_redirect_url,
+        &mut args.link_keys,
+        &mut args.link_base_url,
     ] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             *value = None;
@@ -175,6 +213,29 @@ impl AuthSettings {
                 })
             }
         };
+        let links = args
+            .link_keys
+            .as_deref()
+            .map(|raw| {
+                let signer = LinkSigner::new(link_keys(raw)?, args.link_ttl_seconds as i64)
+                    .context("LINK_KEYS names no key")?;
+                let base = args
+                    .link_base_url
+                    .as_deref()
+                    .map(|u| {
+                        let url = url::Url::parse(u).context("LINK_BASE_URL is not a URL")?;
+                        if !matches!(url.scheme(), "http" | "https") {
+                            bail!("LINK_BASE_URL must be http(s)://<host>");
+                        }
+                        Ok(u.trim_end_matches('/').to_owned())
+                    })
+                    .transpose()?;
+                Ok::<_, anyhow::Error>((signer, base))
+            })
+            .transpose()?;
+        if links.is_none() && args.link_base_url.is_some() {
+            bail!("LINK_BASE_URL needs LINK_KEYS");
+        }
         if anonymous.is_none() && !args.auth_api_keys && jwt.is_none() {
             bail!(
                 "no authentication is configured: set AUTH_ISSUER with AUTH_AUDIENCE (bearer \
@@ -200,6 +261,7 @@ impl AuthSettings {
             api_keys: args.auth_api_keys,
             jwt,
             sign_in,
+            links,
             audit_hash_key: args.audit_hash_key.clone(),
             rate: RateSettings {
                 lookups_per_second: args.rate_lookups_per_second,

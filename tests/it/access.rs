@@ -105,7 +105,7 @@ fn claims(issuer: &str, extra: Value) -> Value {
     c
 }
 
-async fn get(port: u16, path: &str, bearer: Option<&str>) -> Reply {
+pub async fn get(port: u16, path: &str, bearer: Option<&str>) -> Reply {
     let auth = bearer.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()
@@ -114,7 +114,7 @@ async fn get(port: u16, path: &str, bearer: Option<&str>) -> Reply {
     http_get(port, path, &headers).await.expect("serve answers")
 }
 
-fn body(reply: &Reply) -> String {
+pub fn body(reply: &Reply) -> String {
     String::from_utf8_lossy(&reply.2).into_owned()
 }
 

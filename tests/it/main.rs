@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod ingest;
 mod kafka;
+mod links;
 mod lookup;
 mod migrate;
 mod operate;

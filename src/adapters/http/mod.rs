@@ -3,6 +3,7 @@
 
 mod api;
 mod errors;
+mod links;
 pub mod metrics;
 mod ops;
 mod pages;
@@ -26,6 +27,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 pub use errors::ApiError;
+pub use links::Links;
 
 use crate::adapters::auth::session::SESSION_COOKIE;
 use crate::adapters::auth::{Authenticator, Budget, Principal, RateLimits, Session};
@@ -50,6 +52,8 @@ pub struct Access {
     pub guard: Guard,
     pub auth: Authenticator,
     pub limits: RateLimits,
+    /// Customer links, where LINK_KEYS is set.
+    pub links: Option<Links>,
 }
 
 /// A request's caller, route template and id: what the guard is told of it.
@@ -214,6 +218,7 @@ pub fn start(
 /// Every route of the main server.
 fn routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     ops::routes(cfg, with_metrics);
+    links::routes(cfg);
     // `.*` so that an empty or slash-holding uid reaches the handler and gets a 400.
     cfg.service(readable("/order/{order_uid:.*}", api::get_order))
         .service(readable("/orders", api::list_orders))
@@ -288,7 +293,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// JSON for programs, the HTML page for browsers.
-async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -683,6 +688,17 @@ mod tests {
                     lookups_per_second: 0,
                     searches_per_second: 0,
                 }),
+                links: Some(Links {
+                    signer: crate::domain::links::LinkSigner::new(
+                        vec![crate::domain::links::LinkKey {
+                            id: "k1".into(),
+                            secret: b"a test key of at least thirty-two bytes".to_vec(),
+                        }],
+                        3600,
+                    )
+                    .unwrap(),
+                    base: None,
+                }),
             },
             readiness: Arc::new(Readiness::new(true, false)),
             templates: pages::templates(true, false).unwrap(),
@@ -855,6 +871,25 @@ mod tests {
             ("/rejections", set(&[RejectionsRead]), 200, None),
             ("/audit", Scopes::all().difference(AuditRead), 403, None),
             ("/audit", set(&[AuditRead]), 200, None),
+            (
+                "/order/cached/link",
+                Scopes::all().difference(LinksCreate),
+                403,
+                None,
+            ),
+            ("/order/cached/link", set(&[LinksCreate]), 403, None),
+            (
+                "/order/cached/link",
+                set(&[OrdersRead, LinksCreate]),
+                200,
+                None,
+            ),
+            (
+                "/orders/cached/link",
+                set(&[OrdersRead, LinksCreate]),
+                200,
+                None,
+            ),
             ("/healthz", Scopes::NONE, 200, None),
             ("/openapi.json", Scopes::NONE, 200, None),
         ];

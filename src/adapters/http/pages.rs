@@ -45,6 +45,11 @@ pub fn templates(open: bool, sign_in: bool) -> anyhow::Result<Tera> {
             "message.html",
             include_str!("../../../templates/message.html"),
         ),
+        ("link.html", include_str!("../../../templates/link.html")),
+        (
+            "customer.html",
+            include_str!("../../../templates/customer.html"),
+        ),
         (
             "signed_out.html",
             include_str!("../../../templates/signed_out.html"),
@@ -68,7 +73,7 @@ fn page(tera: &Tera, status: StatusCode, name: &str, context: &Context) -> HttpR
     }
 }
 
-fn page_with(
+pub(crate) fn page_with(
     tera: &Tera,
     status: StatusCode,
     name: &str,
@@ -108,7 +113,7 @@ pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
 /// The page for a request refused before its work: its status and the headers that say
 /// what to do (`WWW-Authenticate`, `Retry-After`), with a page for people. A browser that
 /// is not signed in, where people may sign in, is sent to sign in and then back here.
-fn refused(req: &HttpRequest, state: &AppState, e: ApiError) -> HttpResponse {
+pub(crate) fn refused(req: &HttpRequest, state: &AppState, e: ApiError) -> HttpResponse {
     let tera = &state.templates;
     let unknown = matches!(e, ApiError::Unauthenticated | ApiError::InvalidToken(_))
         && req.headers().get(header::AUTHORIZATION).is_none();
@@ -150,7 +155,7 @@ fn refused(req: &HttpRequest, state: &AppState, e: ApiError) -> HttpResponse {
 
 /// Who the pages say is signed in (nobody, for anonymous access), and the sign-out form's
 /// token of a web session.
-fn signed_in(context: &mut Context, ctx: &super::Ctx) {
+pub(crate) fn signed_in(context: &mut Context, ctx: &super::Ctx) {
     if let Some(session) = &ctx.session {
         context.insert("who", &*session.name);
         context.insert("csrf", &*session.csrf);
@@ -380,6 +385,31 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
             return went_wrong(tera);
         }
     };
+    let mut context = order_context(&order);
+    signed_in(&mut context, &ctx);
+    context.insert("masked", &shown.masked);
+    context.insert("uid", uid.as_str());
+    context.insert(
+        "may_link",
+        &(state.access.links.is_some()
+            && ctx.caller.may(crate::domain::access::Scope::LinksCreate)),
+    );
+    let mut response = page(tera, StatusCode::OK, "order.html", &context);
+    response.headers_mut().insert(
+        header::ETAG,
+        header::HeaderValue::from_str(&format!("\"{}\"", shown.etag))
+            .expect("hex is a valid header"),
+    );
+    // A page of personal data is never kept by the browser.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// What the order's pages show of it, formatted: money in its currency, times in UTC.
+pub(crate) fn order_context(order: &Order) -> Context {
     let cur = order.payment.currency.clone();
     let items: Vec<ItemRow> = order
         .items
@@ -395,9 +425,6 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
         .collect();
     let p = &order.payment;
     let mut context = Context::new();
-    signed_in(&mut context, &ctx);
-    context.insert("masked", &shown.masked);
-    context.insert("uid", uid.as_str());
     context.insert("created", &minutes(&order.date_created));
     context.insert(
         "paid",
@@ -418,19 +445,8 @@ async fn render_order(req: HttpRequest, uid: String, state: &AppState) -> HttpRe
         }),
     );
     context.insert("items", &items);
-    context.insert("o", &order);
-    let mut response = page(tera, StatusCode::OK, "order.html", &context);
-    response.headers_mut().insert(
-        header::ETAG,
-        header::HeaderValue::from_str(&format!("\"{}\"", shown.etag))
-            .expect("hex is a valid header"),
-    );
-    // A page of personal data is never kept by the browser.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
+    context.insert("o", order);
+    context
 }
 
 const APP_JS: &str = include_str!("../../../static/app.js");
