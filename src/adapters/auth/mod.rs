@@ -144,10 +144,19 @@ impl Principal {
     }
 }
 
-/// The two budgets, each a token bucket per principal (a burst of twice the rate).
+/// Failed credentials per second each client address may present (a burst of twice as
+/// many) before it is refused without checking, while budgets are on: each check of an API
+/// key not seen before costs a database read, so guessing must not be free.
+pub const FAILURES_PER_SECOND: u32 = 10;
+
+/// The two budgets, each a token bucket per principal (a burst of twice the rate), and the
+/// budget of failed credentials per client address.
 pub struct RateLimits {
     lookups: Option<DefaultKeyedRateLimiter<Principal>>,
     searches: Option<DefaultKeyedRateLimiter<Principal>>,
+    failures: Option<DefaultKeyedRateLimiter<Option<IpAddr>>>,
+    /// Addresses over their failures' budget, until when.
+    blocked: moka::sync::Cache<Option<IpAddr>, std::time::Instant>,
 }
 
 fn limiter(per_second: u32) -> Option<DefaultKeyedRateLimiter<Principal>> {
@@ -160,9 +169,46 @@ fn limiter(per_second: u32) -> Option<DefaultKeyedRateLimiter<Principal>> {
 
 impl RateLimits {
     pub fn new(settings: RateSettings) -> Self {
+        let failures = (settings.lookups_per_second > 0 || settings.searches_per_second > 0)
+            .then(|| NonZeroU32::new(FAILURES_PER_SECOND))
+            .flatten()
+            .map(|rate| {
+                let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"));
+                RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+            });
         Self {
             lookups: limiter(settings.lookups_per_second),
             searches: limiter(settings.searches_per_second),
+            failures,
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// `Err(wait)` when `peer` presented too many failed credentials lately: refused before
+    /// anything it presents is checked.
+    pub fn check_blocked(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
+        match self.blocked.get(&peer) {
+            Some(until) if until > std::time::Instant::now() => {
+                Err(until - std::time::Instant::now())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed credential of `peer`'s; past the budget, `peer` is blocked until its
+    /// bucket has room again.
+    pub fn failed(&self, peer: Option<IpAddr>) {
+        if let Some(failures) = &self.failures
+            && let Err(not_until) = failures.check_key(&peer)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.blocked.insert(
+                peer,
+                std::time::Instant::now() + wait.max(Duration::from_secs(1)),
+            );
         }
     }
 
@@ -184,6 +230,10 @@ impl RateLimits {
     /// Forgets principals whose buckets are full again (bounds the memory they take).
     pub fn forget_idle(&self) {
         for l in [&self.lookups, &self.searches].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.failures {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -223,6 +273,34 @@ mod tests {
                 .unwrap_err(),
             AuthFailure::Invalid("bearer tokens are not accepted here")
         );
+    }
+
+    #[test]
+    fn an_address_presenting_failed_credentials_is_stopped_and_others_are_not() {
+        let limits = RateLimits::new(RateSettings {
+            lookups_per_second: 100,
+            searches_per_second: 10,
+        });
+        let (a, b) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        for _ in 0..2 * FAILURES_PER_SECOND {
+            assert!(limits.check_blocked(a).is_ok());
+            limits.failed(a);
+        }
+        limits.failed(a);
+        let wait = limits.check_blocked(a).unwrap_err();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(limits.check_blocked(b).is_ok());
+        let off = RateLimits::new(RateSettings {
+            lookups_per_second: 0,
+            searches_per_second: 0,
+        });
+        for _ in 0..100 {
+            off.failed(a);
+        }
+        assert!(off.check_blocked(a).is_ok(), "budgets off: no blocking");
     }
 
     #[test]

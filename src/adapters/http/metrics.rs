@@ -9,9 +9,9 @@ pub const HTTP_REQUESTS: &str = "order_svc_http_requests_total";
 pub const HTTP_DURATION: &str = "order_svc_http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "order_svc_http_rate_limited_total";
 
-/// The budgets a request draws on.
+/// The budgets a request draws on (`failures`: failed credentials per client address).
 fn budgets() -> Vec<&'static str> {
-    vec!["lookup", "search"]
+    vec!["lookup", "search", "failures"]
 }
 
 pub const METRICS: &[Metric] = &[
@@ -33,7 +33,7 @@ pub const METRICS: &[Metric] = &[
         name: RATE_LIMITED,
         kind: Kind::Counter,
         unit: None,
-        help: "Requests answered 429 because their caller was over its budget, by budget.",
+        help: "Requests answered 429 because their caller was over its budget, by budget (failures: too many failed credentials from one address).",
         labels: Labels::Bounded(&[("budget", budgets)]),
     },
 ];

@@ -30,7 +30,7 @@ pub use errors::ApiError;
 pub use links::Links;
 
 use crate::adapters::auth::session::SESSION_COOKIE;
-use crate::adapters::auth::{Authenticator, Budget, Principal, RateLimits, Session};
+use crate::adapters::auth::{AuthFailure, Authenticator, Budget, Principal, RateLimits, Session};
 use crate::domain::access::Caller;
 use crate::domain::guard::{Asked, Guard};
 use crate::domain::health::Readiness;
@@ -89,13 +89,27 @@ pub(crate) async fn identify(
                 .map_err(|_| ApiError::InvalidToken("the Authorization header is not text"))
         })
         .transpose()?;
+    let peer = req.peer_addr().map(|a| a.ip());
+    let limited = |wait: Duration| {
+        counter!(metrics::RATE_LIMITED, "budget" => "failures").increment(1);
+        ApiError::RateLimited(wait.as_secs().max(1))
+    };
+    state.access.limits.check_blocked(peer).map_err(limited)?;
     let cookie = req.cookie(SESSION_COOKIE);
-    let (caller, session) = state
+    let (caller, session) = match state
         .access
         .auth
         .authenticate(presented, cookie.as_ref().map(|c| c.value()))
-        .await?;
-    let who = || Principal::of(&caller, req.peer_addr().map(|a| a.ip()));
+        .await
+    {
+        Ok(found) => found,
+        Err(e @ AuthFailure::Invalid(_)) => {
+            state.access.limits.failed(peer);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let who = || Principal::of(&caller, peer);
     state.access.limits.check(budget, who).map_err(|wait| {
         counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
         ApiError::RateLimited(wait.as_secs().max(1))
