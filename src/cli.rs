@@ -628,6 +628,11 @@ pub struct RedriveArgs {
     #[command(flatten)]
     pub dlq: DeadLetterTopicArgs,
 
+    /// The ledger of dead letters sent (`serve`'s database): only letters it records are
+    /// sent back.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
     /// Send back only letters set aside for these reasons (comma-separated: too_large,
     /// malformed, schema, invalid, inconsistent, conflict). Default: every reason.
     #[arg(long, value_name = "REASON", value_delimiter = ',', value_parser = parse_reason)]

@@ -5,12 +5,17 @@
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
 use crate::adapters::kafka::redrive::{DeadLetterReader, Resender};
+use crate::adapters::postgres::{connect_named, ledger};
 use crate::domain::redrive::{Redrive, Resend, Summary, Verdict};
 use crate::settings::RedriveSettings;
 
 pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     let kafka = &settings.kafka;
+    let ledger_db = connect_named(&settings.url).await?;
     let mut reader = DeadLetterReader::open(&kafka.connection, &settings.dlq_topic)?;
     let resender = if settings.dry_run {
         None
@@ -22,11 +27,34 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     let mut deliveries = FuturesUnordered::new();
     while let Some(letter) = reader.next().await? {
         summary.read += 1;
-        let resend = match redrive.judge(letter) {
+        let recorded = match letter.origin() {
+            Some(origin) => {
+                let hash = Sha256::digest(letter.payload.as_deref().unwrap_or(&[]));
+                ledger::recorded(
+                    &ledger_db,
+                    &origin.topic,
+                    origin.partition,
+                    origin.offset,
+                    hash.as_slice(),
+                )
+                .await
+                .context("cannot read the dead-letter ledger (DATABASE_URL)")?
+            }
+            None => false,
+        };
+        let resend = match redrive.judge(letter, recorded) {
             Verdict::Send(resend) => resend,
             skipped => {
-                if let Verdict::Truncated(origin) = &skipped {
-                    println!("skipped {origin}: truncated, the original is not in the letter");
+                match &skipped {
+                    Verdict::Truncated(origin) => println!(
+                        "skipped {}: truncated, the original is not in the letter",
+                        terminal_safe(&origin.to_string())
+                    ),
+                    Verdict::Unrecorded(origin) => println!(
+                        "skipped {}: the ledger holds no such letter (not written by order-svc)",
+                        terminal_safe(&origin.to_string())
+                    ),
+                    _ => {}
                 }
                 summary.skipped(&skipped);
                 continue;
@@ -63,6 +91,7 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
         truncated,
         repeated,
         foreign,
+        unrecorded,
     } = summary;
     let verb = if settings.dry_run {
         "would send"
@@ -70,14 +99,14 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
         "sent"
     };
     let would = if settings.dry_run {
-        read - not_selected - truncated - repeated - foreign
+        read - not_selected - truncated - repeated - foreign - unrecorded
     } else {
         sent
     };
     println!(
         "read {read} dead letters from {}: {verb} {would} to {}, failed {failed}; skipped \
          {not_selected} not selected, {truncated} truncated, {repeated} repeated, {foreign} \
-         without an origin",
+         without an origin, {unrecorded} not in the ledger",
         settings.dlq_topic, kafka.topic
     );
     if failed > 0 {
@@ -88,17 +117,39 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A letter as the operator's terminal shows it. Origin, reason and key are whatever the
+/// letter carries (a producer may write to the dead-letter topic), so every control
+/// character is escaped: none reaches the terminal to move its cursor, retitle it or write
+/// its clipboard.
 fn describe(resend: &Resend) -> String {
     let key = resend.key.as_deref().map_or_else(
         || "none".to_owned(),
         |k| String::from_utf8_lossy(k).into_owned(),
     );
-    format!(
+    terminal_safe(&format!(
         "{} ({}), key {key}, {} bytes",
         resend.origin,
         resend.reason,
         resend.payload.as_ref().map_or(0, Vec::len)
-    )
+    ))
+}
+
+/// `text` with every control character (C0, DEL, C1) and every bidirectional override
+/// written as a Rust escape (`\u{1b}`), and backslashes doubled so an escape cannot be
+/// forged.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 type Report = Result<

@@ -120,6 +120,16 @@ pub struct DeadLetter<'a> {
 /// Headers the dead-letter topic adds to each message. Incoming headers with the prefix are
 /// dropped, so that no client can forge them.
 pub const DLQ_HEADER_PREFIX: &str = "x-dlq-";
+
+/// Whether a header is one of the dead-letter headers' names, in any case: the one rule by
+/// which ingest drops a producer's copies of ours and redrive drops ours before resending
+/// (Kafka header names are bytes; `X-DLQ-Reason` must not pass for a header of the
+/// producer's).
+pub fn is_dlq_header(name: &str) -> bool {
+    name.len() >= DLQ_HEADER_PREFIX.len()
+        && name.as_bytes()[..DLQ_HEADER_PREFIX.len()]
+            .eq_ignore_ascii_case(DLQ_HEADER_PREFIX.as_bytes())
+}
 /// Header: the reason code.
 pub const DLQ_REASON: &str = "x-dlq-reason";
 /// Header: every broken rule, readable, bounded in size.
@@ -182,7 +192,7 @@ impl DeadLetter<'_> {
             out.extend(
                 m.headers
                     .iter()
-                    .filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX))
+                    .filter(|(k, _)| !is_dlq_header(k))
                     .map(|(k, v)| (k.as_str(), v.clone())),
             );
         }
@@ -222,4 +232,44 @@ pub fn printable_detail(detail: &str) -> String {
         out.push_str(&piece);
     }
     out
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn a_producers_copies_of_our_headers_are_dropped_in_any_case() {
+        let message = InboundMessage {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 7,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(b"{}".to_vec()),
+            headers: vec![
+                ("traceparent".into(), Some(b"00-aa-bb-01".to_vec())),
+                ("X-DLQ-Reason".into(), Some(b"forged".to_vec())),
+                ("x-Dlq-Original-Offset".into(), Some(b"1".to_vec())),
+                ("x-dlq-detail".into(), None),
+                ("x-dlq".into(), Some(b"not ours: no dash".to_vec())),
+            ],
+        };
+        let letter = DeadLetter::new(&message, DeadLetterReason::Conflict, "bad");
+        let names: Vec<&str> = letter.headers(false).iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "traceparent",
+                "x-dlq",
+                DLQ_REASON,
+                DLQ_DETAIL,
+                DLQ_ORIGINAL_TOPIC,
+                DLQ_ORIGINAL_PARTITION,
+                DLQ_ORIGINAL_OFFSET,
+                DLQ_ORIGINAL_TIMESTAMP
+            ]
+        );
+        assert!(is_dlq_header("X-DLQ-anything") && !is_dlq_header("x-dl") && !is_dlq_header(""));
+    }
 }

@@ -13,8 +13,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::message::{
-    DLQ_HEADER_PREFIX, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_REASON,
-    DLQ_TRUNCATED,
+    DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_REASON, DLQ_TRUNCATED,
+    is_dlq_header,
 };
 
 /// One message read from the dead-letter topic.
@@ -123,6 +123,9 @@ pub enum Verdict {
     Repeated(Origin),
     /// Not a dead letter of ours: no original topic, partition and offset.
     Foreign,
+    /// It names an origin, but the ledger holds no letter sent for that origin with this
+    /// payload: written to the dead-letter topic by someone else. Never sent.
+    Unrecorded(Origin),
 }
 
 /// Judges the letters of one run, in the order they are read.
@@ -141,8 +144,12 @@ impl Redrive {
         }
     }
 
-    /// What becomes of the next letter read.
-    pub fn judge(&mut self, letter: Letter) -> Verdict {
+    /// What becomes of the next letter read. `recorded`: the dead-letter ledger holds a
+    /// letter sent for its origin with its payload's hash (anyone who may write to the
+    /// dead-letter topic can write a letter, headers and all: only the ledger says it is
+    /// ours). Asked before a letter counts as sent, so a forged letter read first cannot
+    /// make the genuine one a repeat.
+    pub fn judge(&mut self, letter: Letter, recorded: bool) -> Verdict {
         let Some(origin) = letter.origin() else {
             return Verdict::Foreign;
         };
@@ -152,6 +159,9 @@ impl Redrive {
         if letter.header(DLQ_TRUNCATED) == Some("true") {
             return Verdict::Truncated(origin);
         }
+        if !recorded {
+            return Verdict::Unrecorded(origin);
+        }
         if !self.sent.insert(origin.clone()) {
             return Verdict::Repeated(origin);
         }
@@ -159,7 +169,7 @@ impl Redrive {
         let headers = letter
             .headers
             .into_iter()
-            .filter(|(name, _)| !name.to_ascii_lowercase().starts_with(DLQ_HEADER_PREFIX))
+            .filter(|(name, _)| !is_dlq_header(name))
             .collect();
         Verdict::Send(Resend {
             origin,
@@ -188,6 +198,8 @@ pub struct Summary {
     pub repeated: u64,
     /// Without an origin.
     pub foreign: u64,
+    /// Naming an origin the ledger holds no such letter for.
+    pub unrecorded: u64,
 }
 
 impl Summary {
@@ -199,6 +211,7 @@ impl Summary {
             Verdict::Truncated(_) => self.truncated += 1,
             Verdict::Repeated(_) => self.repeated += 1,
             Verdict::Foreign => self.foreign += 1,
+            Verdict::Unrecorded(_) => self.unrecorded += 1,
         }
     }
 }
@@ -228,7 +241,7 @@ mod tests {
     #[test]
     fn a_letter_goes_back_as_its_original_without_our_headers() {
         let mut redrive = Redrive::new(Selection::default());
-        let Verdict::Send(resend) = redrive.judge(letter("invalid", 7, 100)) else {
+        let Verdict::Send(resend) = redrive.judge(letter("invalid", 7, 100), true) else {
             panic!("sent")
         };
         assert_eq!(resend.origin.to_string(), "orders/2@7");
@@ -246,15 +259,28 @@ mod tests {
     fn the_same_original_is_sent_once_per_run() {
         let mut redrive = Redrive::new(Selection::default());
         assert!(matches!(
-            redrive.judge(letter("invalid", 7, 100)),
+            redrive.judge(letter("invalid", 7, 100), true),
             Verdict::Send(_)
         ));
         assert!(matches!(
-            redrive.judge(letter("invalid", 7, 101)),
+            redrive.judge(letter("invalid", 7, 101), true),
             Verdict::Repeated(_)
         ));
         assert!(matches!(
-            redrive.judge(letter("invalid", 8, 101)),
+            redrive.judge(letter("invalid", 8, 101), true),
+            Verdict::Send(_)
+        ));
+    }
+
+    #[test]
+    fn a_letter_the_ledger_does_not_hold_is_never_sent_and_takes_nothing_from_the_genuine_one() {
+        let mut redrive = Redrive::new(Selection::default());
+        assert_eq!(
+            redrive.judge(letter("invalid", 7, 100), false),
+            Verdict::Unrecorded(letter("invalid", 7, 100).origin().unwrap())
+        );
+        assert!(matches!(
+            redrive.judge(letter("invalid", 7, 100), true),
             Verdict::Send(_)
         ));
     }
@@ -268,28 +294,28 @@ mod tests {
         };
         let mut redrive = Redrive::new(selection);
         assert_eq!(
-            redrive.judge(letter("invalid", 1, 150)),
+            redrive.judge(letter("invalid", 1, 150), true),
             Verdict::NotSelected
         );
         assert_eq!(
-            redrive.judge(letter("inconsistent", 2, 99)),
+            redrive.judge(letter("inconsistent", 2, 99), true),
             Verdict::NotSelected
         );
         assert_eq!(
-            redrive.judge(letter("inconsistent", 3, 200)),
+            redrive.judge(letter("inconsistent", 3, 200), true),
             Verdict::NotSelected
         );
         assert!(matches!(
-            redrive.judge(letter("inconsistent", 4, 100)),
+            redrive.judge(letter("inconsistent", 4, 100), true),
             Verdict::Send(_)
         ));
         assert!(matches!(
-            redrive.judge(letter("schema", 5, 199)),
+            redrive.judge(letter("schema", 5, 199), true),
             Verdict::Send(_)
         ));
         let mut undated = letter("schema", 6, 150);
         undated.set_aside_at = None;
-        assert_eq!(redrive.judge(undated), Verdict::NotSelected);
+        assert_eq!(redrive.judge(undated, true), Verdict::NotSelected);
     }
 
     #[test]
@@ -299,13 +325,16 @@ mod tests {
         truncated
             .headers
             .push((DLQ_TRUNCATED.to_owned(), Some(b"true".to_vec())));
-        assert!(matches!(redrive.judge(truncated), Verdict::Truncated(_)));
+        assert!(matches!(
+            redrive.judge(truncated, true),
+            Verdict::Truncated(_)
+        ));
         let mut foreign = letter("invalid", 2, 100);
         foreign.headers.retain(|(n, _)| n != DLQ_ORIGINAL_OFFSET);
-        assert_eq!(redrive.judge(foreign), Verdict::Foreign);
+        assert_eq!(redrive.judge(foreign, true), Verdict::Foreign);
         let mut bad = letter("invalid", 3, 100);
         bad.headers.push((DLQ_ORIGINAL_OFFSET.to_owned(), None));
         // The first header of a name counts; this one is still readable.
-        assert!(matches!(redrive.judge(bad), Verdict::Send(_)));
+        assert!(matches!(redrive.judge(bad, true), Verdict::Send(_)));
     }
 }

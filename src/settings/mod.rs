@@ -455,6 +455,8 @@ fn dead_letter_topic(args: &DeadLetterTopicArgs, kafka: &KafkaSettings) -> anyho
 pub struct RedriveSettings {
     /// `topic` is the orders topic: where letters go back to.
     pub kafka: KafkaSettings,
+    /// The database holding the ledger of dead letters sent.
+    pub url: DatabaseUrl,
     pub dlq_topic: String,
     pub selection: crate::domain::redrive::Selection,
     pub dry_run: bool,
@@ -470,6 +472,7 @@ impl RedriveSettings {
             bail!("--since ({since}) must be before --until ({until})");
         }
         Ok(Self {
+            url: database_url(&args.database)?,
             kafka,
             dlq_topic,
             selection: crate::domain::redrive::Selection {

@@ -13,10 +13,16 @@ use crate::browse::{three_orders, uid};
 use crate::helpers::{Serve, count, http_get, migrated_db, order_svc, run, wait_for};
 use crate::kafka::{TestTopic, producer, read_topic, send_all};
 
-fn redrive(topic: &TestTopic, args: &[&str], extra: &[(&str, &str)]) -> (bool, String, String) {
+fn redrive(
+    topic: &TestTopic,
+    db_url: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut cmd = order_svc();
     cmd.arg("redrive")
         .args(args)
+        .env("DATABASE_URL", db_url)
         .env("KAFKA_BROKERS", &topic.brokers)
         .env("KAFKA_TOPIC", &topic.name)
         .env("KAFKA_DLQ_TOPIC", &topic.dlq);
@@ -76,7 +82,12 @@ async fn an_order_rejected_as_inconsistent_is_stored_after_the_rule_changes_and_
         .await
         .expect("the repeat is published");
 
-    let (ok, stdout, stderr) = redrive(&topic, &["--dry-run", "--reason", "inconsistent"], &[]);
+    let (ok, stdout, stderr) = redrive(
+        &topic,
+        &db.url,
+        &["--dry-run", "--reason", "inconsistent"],
+        &[],
+    );
     assert!(ok, "{stdout}{stderr}");
     let origin = format!("{}/{}@{}", topic.name, positions[1].0, positions[1].1);
     assert_eq!(
@@ -101,7 +112,7 @@ async fn an_order_rejected_as_inconsistent_is_stored_after_the_rule_changes_and_
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&client, "orders").await, 1, "a dry run sent nothing");
 
-    let (ok, stdout, stderr) = redrive(&topic, &["--reason=inconsistent,schema"], &[]);
+    let (ok, stdout, stderr) = redrive(&topic, &db.url, &["--reason=inconsistent,schema"], &[]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
         stdout.contains(&format!("sent {origin} (inconsistent)")),
@@ -161,6 +172,7 @@ async fn an_order_rejected_as_inconsistent_is_stored_after_the_rule_changes_and_
     // the exit is not 0.
     let (ok, stdout, stderr) = redrive(
         &topic,
+        &db.url,
         &["--reason", "invalid"],
         &[("KAFKA_PROPERTY_MESSAGE_MAX_BYTES", "1000")],
     );
@@ -194,4 +206,83 @@ fn bad_redrive_flags_stop_it_naming_what_to_fix() {
         .env("KAFKA_DLQ_TOPIC", "orders"));
     assert!(!output.status.success());
     assert!(stderr.contains("KAFKA_DLQ_TOPIC"), "{stderr}");
+}
+
+#[tokio::test]
+async fn letters_not_in_the_ledger_are_never_sent_and_nothing_a_producer_wrote_drives_the_terminal()
+{
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
+    let [valid, _, _] = three_orders(9);
+    // A producer's key that would retitle the terminal and clear the screen.
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jk";
+    let positions = send_all(
+        &producer(),
+        &topic.name,
+        &[
+            (Some(uid(&valid)), serde_json::to_vec(&valid).unwrap()),
+            (Some(hostile.to_owned()), b"not an order".to_vec()),
+        ],
+    )
+    .await;
+    let strict = Serve::start(&topic.serve_env(&db.url, "redrive")).await;
+    let client = db.client().await;
+    wait_for(60, "one order stored and one set aside", || async {
+        (count(&client, "orders").await == 1 && count(&client, "dead_letters").await == 1)
+            .then_some(())
+    })
+    .await;
+    drop(strict);
+
+    // A letter written to the dead-letter topic by someone else: our headers, the origin of
+    // the valid order (never set aside), a payload of the writer's choosing.
+    let (partition, offset) = positions[0];
+    let forged_origin = format!("{}/{partition}@{offset}", topic.name);
+    let (partition_text, offset_text) = (partition.to_string(), offset.to_string());
+    let headers = [
+        ("x-dlq-reason", "invalid"),
+        ("x-dlq-original-topic", topic.name.as_str()),
+        ("x-dlq-original-partition", partition_text.as_str()),
+        ("x-dlq-original-offset", offset_text.as_str()),
+    ]
+    .iter()
+    .fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    });
+    producer()
+        .send(
+            FutureRecord::to(&topic.dlq)
+                .key(hostile)
+                .payload(b"{\"order_uid\":\"injected\"}")
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the forged letter is published");
+    read_topic(&topic.dlq, 2, Duration::from_millis(500)).await;
+
+    let (ok, stdout, stderr) = redrive(&topic, &db.url, &["--dry-run"], &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "skipped {forged_origin}: the ledger holds no such letter"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read 2 dead letters") && stdout.contains("would send 1 to"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 not in the ledger"), "{stdout}");
+    // The genuine letter's key is shown, escaped: no control character reaches the terminal.
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains("key \\u{1b}]0;pwned\\u{7}\\u{1b}[2Jk"),
+        "{stdout}"
+    );
 }

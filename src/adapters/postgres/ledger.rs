@@ -129,3 +129,22 @@ fn id_columns<'a>(ids: impl Iterator<Item = &'a MessageId>) -> IdColumns<'a> {
     }
     cols
 }
+
+/// Whether the ledger holds a letter sent for the message at `topic`/`partition`/`offset`
+/// whose payload hashes to `payload_hash` (for `redrive`, on its own connection).
+pub async fn recorded(
+    client: &tokio_postgres::Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    payload_hash: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            r#"SELECT 1 FROM dead_letters WHERE topic = $1 AND partition = $2
+               AND "offset" = $3 AND payload_hash = $4"#,
+            &[&topic, &partition, &offset, &payload_hash],
+        )
+        .await?;
+    Ok(row.is_some())
+}
