@@ -238,26 +238,120 @@ fn schema_or_syntax(raw: &[u8], e: serde_path_to_error::Error<serde_json::Error>
             format!("message is not valid JSON: {syntax}"),
         );
     }
-    let path = match e.path().to_string() {
-        p if p == "." => String::new(),
-        p => p,
-    };
+    let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
     let inner = e.into_inner();
     match inner.classify() {
-        Category::Data => Rejection {
-            reason: RejectReason::Schema,
-            errors: vec![FieldError {
-                path,
-                code: "schema".to_owned(),
-                message: inner.to_string(),
-            }],
-        },
+        Category::Data => {
+            let (code, message) = schema_error(&inner.to_string());
+            let path = field_path(&segments, code == "unknown_field");
+            Rejection {
+                reason: RejectReason::Schema,
+                errors: vec![FieldError {
+                    path,
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                }],
+            }
+        }
         Category::Syntax | Category::Eof | Category::Io => Rejection::whole(
             RejectReason::Malformed,
             "not_json",
             format!("message is not valid JSON: {inner}"),
         ),
     }
+}
+
+/// Where a shape error is, as `items[0].price`. For an unknown field the last key is the
+/// producer's own name for it, and is left out: the path names the object that holds it.
+fn field_path(segments: &[serde_path_to_error::Segment], unknown_field: bool) -> String {
+    use serde_path_to_error::Segment;
+    let keep = match segments.last() {
+        Some(Segment::Map { .. }) if unknown_field => segments.len() - 1,
+        _ => segments.len(),
+    };
+    let mut path = String::new();
+    for segment in &segments[..keep] {
+        match segment {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(variant);
+            }
+            Segment::Unknown => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push('?');
+            }
+        }
+    }
+    path
+}
+
+/// A shape error as a code and words of ours. serde's own message quotes what the payload
+/// holds (`invalid type: string "165"`, ``unknown field `Call +1 900 …` ``): a producer would
+/// choose text that reaches the people who read rejections. Only the kind of error is kept,
+/// with the path the caller adds; never a value, never an unknown key's name.
+fn schema_error(serde_message: &str) -> (&'static str, &'static str) {
+    const KINDS: &[(&str, &str, &str)] = &[
+        (
+            "unknown field",
+            "unknown_field",
+            "holds a field that is not part of an order",
+        ),
+        (
+            "missing field",
+            "missing_field",
+            "lacks a field an order must have",
+        ),
+        ("duplicate field", "duplicate_field", "holds a field twice"),
+        (
+            "invalid type",
+            "invalid_type",
+            "has a value of the wrong type",
+        ),
+        (
+            "invalid value",
+            "invalid_value",
+            "has a value out of its type's range or form",
+        ),
+        (
+            "invalid length",
+            "invalid_length",
+            "has the wrong number of elements",
+        ),
+        (
+            "unknown variant",
+            "unknown_variant",
+            "has a value that is not one of those allowed",
+        ),
+        (
+            "input contains invalid characters",
+            "invalid_value",
+            "is not a time in RFC 3339",
+        ),
+        (
+            "premature end of input",
+            "invalid_value",
+            "is not a time in RFC 3339",
+        ),
+        ("input is out of range", "invalid_value", "is out of range"),
+    ];
+    KINDS
+        .iter()
+        .find(|(prefix, _, _)| serde_message.starts_with(prefix))
+        .map_or(
+            ("schema", "does not have the shape of an order"),
+            |(_, code, words)| (*code, *words),
+        )
 }
 
 /// Applies the field rules and the consistency rules.

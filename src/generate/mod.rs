@@ -68,7 +68,7 @@ impl Corruption {
             Self::ZeroSmId => (Invalid, "sm_id"),
             Self::ZeroGoodsTotal => (Invalid, "payment.goods_total"),
             Self::BadCurrency => (Invalid, "payment.currency"),
-            Self::UnknownField => (Schema, "delivery.gift_wrap"),
+            Self::UnknownField => (Schema, "delivery"),
             Self::WrongType => (Schema, "sm_id"),
             Self::MissingField => (Schema, "payment"),
             Self::InconsistentTotals => (Inconsistent, "payment.amount"),
