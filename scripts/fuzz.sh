@@ -26,6 +26,19 @@ if [ ! -d "$corpus" ]; then
     --max-message-bytes 65536 2>/dev/null |
     split -l 1 -a 4 - "$corpus/generated-"
 fi
+# Hostile seeds: an unknown key of a producer's words, free text past its bound.
+if [ ! -f "$corpus/hostile-unknown-key.json" ]; then
+  python3 - "$corpus" <<'PY'
+import json, sys
+model = json.load(open("tests/data/model.json"))
+unknown = dict(model); unknown["Appelez le 0900 pour récupérer votre colis"] = 1
+json.dump(unknown, open(sys.argv[1] + "/hostile-unknown-key.json", "w"), ensure_ascii=False)
+nested = json.loads(json.dumps(model)); nested["delivery"]["Zahlung überfällig melden"] = "x"
+json.dump(nested, open(sys.argv[1] + "/hostile-nested-key.json", "w"), ensure_ascii=False)
+long = json.loads(json.dumps(model)); long["delivery"]["city"] = "é" * 257
+json.dump(long, open(sys.argv[1] + "/hostile-long-text.json", "w"), ensure_ascii=False)
+PY
+fi
 # The fuzz build has its own flags: its own target directory keeps the main build cache warm.
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/order-svc/fuzz-target}
 # libFuzzer's instrumentation needs unstable rustc flags; this is the one toolchain here.

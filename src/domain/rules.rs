@@ -11,6 +11,14 @@ use validator::ValidationError;
 /// bound; 64 keeps keys, cache entries and log lines small.
 pub const MAX_ID_LEN: usize = 64;
 
+/// Most characters of a free-text field (names, addresses, cities, brands, ...): enough for
+/// any real one, and a page of 200 orders stays small whatever producers send.
+pub const MAX_TEXT_CHARS: usize = 256;
+/// Most digits of a numeric string (zip, shardkey, oof_shard).
+pub const MAX_DIGITS: usize = 32;
+/// Most characters of an e-mail address (RFC 5321's path limit, less the brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
 /// Why a string is not an [`OrderUid`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidUid {
@@ -60,6 +68,12 @@ pub fn identifier(s: &str) -> Result<(), ValidationError> {
 pub fn text(s: &str) -> Result<(), ValidationError> {
     if s.contains('\0') {
         Err(error("nul", "must not contain the NUL character (\\u0000)"))
+    } else if s.chars().count() > MAX_TEXT_CHARS {
+        Err(
+            ValidationError::new("too_long").with_message(Cow::Owned(format!(
+                "must be at most {MAX_TEXT_CHARS} characters"
+            ))),
+        )
     } else {
         Ok(())
     }
@@ -79,6 +93,13 @@ pub fn non_empty(s: &str) -> Result<(), ValidationError> {
 /// control characters anywhere (validator alone lets `a@b c[127.0.0.1]` through).
 pub fn email(s: &str) -> Result<(), ValidationError> {
     use validator::ValidateEmail;
+    if s.chars().count() > MAX_EMAIL_CHARS {
+        return Err(
+            ValidationError::new("too_long").with_message(Cow::Owned(format!(
+                "must be at most {MAX_EMAIL_CHARS} characters"
+            ))),
+        );
+    }
     let plain = s.bytes().filter(|&b| b == b'@').count() == 1
         && !s.chars().any(|c| c.is_whitespace() || c.is_control());
     if plain && s.validate_email() {
@@ -90,10 +111,13 @@ pub fn email(s: &str) -> Result<(), ValidationError> {
 
 /// Decimal digits only, at least one.
 pub fn numeric(s: &str) -> Result<(), ValidationError> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         Err(error("not_numeric", "must be a non-empty string of digits"))
+    } else if s.len() > MAX_DIGITS {
+        Err(ValidationError::new("too_long")
+            .with_message(Cow::Owned(format!("must be at most {MAX_DIGITS} digits"))))
+    } else {
+        Ok(())
     }
 }
 

@@ -516,3 +516,48 @@ fn leap_seconds_are_refused_and_nanoseconds_cut_to_microseconds() {
         "2021-11-26T06:22:19Z"
     );
 }
+
+#[test]
+fn free_text_has_a_bound_in_characters() {
+    let with = |f: &dyn Fn(&mut Order)| {
+        let mut order = canonical();
+        f(&mut order);
+        check(order, Consistency::Warn)
+    };
+    assert!(
+        with(&|o| o.delivery.name = "é".repeat(256)).is_ok(),
+        "256 characters"
+    );
+    for (path, change) in [
+        (
+            "delivery.name",
+            &(|o: &mut Order| o.delivery.name = "é".repeat(257)) as &dyn Fn(&mut Order),
+        ),
+        ("delivery.city", &|o: &mut Order| {
+            o.delivery.city = "x".repeat(1 << 20)
+        }),
+        ("delivery.address", &|o: &mut Order| {
+            o.delivery.address = "x".repeat(257)
+        }),
+        ("customer_id", &|o: &mut Order| {
+            o.customer_id = "x".repeat(257)
+        }),
+        ("internal_signature", &|o: &mut Order| {
+            o.internal_signature = "x".repeat(257)
+        }),
+        ("delivery.zip", &|o: &mut Order| {
+            o.delivery.zip = "9".repeat(33)
+        }),
+        ("delivery.email", &|o: &mut Order| {
+            o.delivery.email = format!("{}@example.com", "a".repeat(243))
+        }),
+    ] {
+        let r = with(change).unwrap_err();
+        assert!(
+            r.errors
+                .iter()
+                .any(|e| e.path == path && e.code == "too_long"),
+            "{path}: {r}"
+        );
+    }
+}

@@ -79,6 +79,29 @@ async fn tables_refuse_what_the_rules_refuse() {
             "{err}"
         );
     }
+    // Free text has its bound in storage too (migrations/V10): 256 characters, not bytes.
+    for (customer, ok) in [("é".repeat(256), true), ("é".repeat(257), false)] {
+        let result = client
+            .execute(
+                "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature,
+                    customer_id, delivery_service, shardkey, sm_id, date_created, oof_shard,
+                    content_hash)
+                 VALUES ($1, 'WBILMTESTTRACK', 'WBIL', 'en', '', $2, 'meest', '9', 1,
+                    now(), '1', decode(repeat('ab', 32), 'hex'))",
+                &[&if ok { "long1" } else { "long2" }, &customer],
+            )
+            .await;
+        match result {
+            Ok(_) => assert!(ok, "257 characters stored"),
+            Err(e) => {
+                assert!(!ok, "{e}");
+                assert_eq!(
+                    e.code(),
+                    Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+                );
+            }
+        }
+    }
     let dup = insert("good1", 99).await.expect_err("order_uid is unique");
     assert_eq!(
         dup.code(),

@@ -32,6 +32,11 @@ fn text() -> impl Strategy<Value = String> {
         Just("x".repeat(5000)),
         Just("a".repeat(64)),
         Just("a".repeat(65)),
+        // The free-text bound (256 characters, counted as PostgreSQL's char_length does).
+        Just("é".repeat(256)),
+        Just("é".repeat(257)),
+        Just("9".repeat(32)),
+        Just("9".repeat(33)),
         "[a-zA-Z0-9]{1,70}",
         "[0-9]{1,20}",
         "\\PC{0,40}",
