@@ -433,6 +433,14 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_SSL_ENDPOINT_IDENTIFICATION", value_name = "KAFKA_SSL_ENDPOINT_IDENTIFICATION",
           value_enum, default_value_t = EndpointIdentification::Https)]
     pub kafka_ssl_endpoint_identification: EndpointIdentification,
+
+    /// Check the broker's certificate against KAFKA_SSL_CA_LOCATION (or the system's roots).
+    /// `false` accepts any certificate, so anyone on the path can read and change the
+    /// traffic: for a test cluster only, and said at every start.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_VERIFICATION",
+          value_name = "KAFKA_SSL_CERTIFICATE_VERIFICATION", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub kafka_ssl_certificate_verification: bool,
 }
 
 /// librdkafka's `security.protocol`.

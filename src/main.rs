@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     if let Err(e) = dotenvy::from_path(".env")
         && !e.not_found()
     {
-        eprintln!("error: cannot read .env: {e}");
+        eprintln!("error: cannot read .env: {}", settings::dotenv_error(&e));
         return ExitCode::from(2);
     }
     // Every setting from every source, checked before any work starts: a bad one exits 2.

@@ -33,6 +33,7 @@ pub async fn run(args: ProduceSettings) -> anyhow::Result<()> {
         source = Box::new(source.take(count as usize));
     }
     let kafka = &args.kafka;
+    kafka.connection.warn_weaknesses();
     let topic = &kafka.topic;
     ensure_topics(&kafka.connection, &[topic.as_str()], kafka.partitions).await?;
     let publisher = OrderPublisher::new(&kafka.connection, topic)?;

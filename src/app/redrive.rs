@@ -15,6 +15,7 @@ use crate::settings::RedriveSettings;
 
 pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     let kafka = &settings.kafka;
+    kafka.connection.warn_weaknesses();
     let ledger_db = connect_named(&settings.url).await?;
     let mut reader = DeadLetterReader::open(&kafka.connection, &settings.dlq_topic)?;
     let resender = if settings.dry_run {

@@ -41,6 +41,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         ingest,
         auth,
     } = settings;
+    kafka.connection.warn_weaknesses();
     let url = &postgres.url;
     // Lookups, ingest and the readiness check draw on separate pools: a flood of lookups
     // (misses, searches) cannot take the connections ingest needs nor the one that tells

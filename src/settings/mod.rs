@@ -343,7 +343,21 @@ impl KafkaSettings {
                 check.to_owned(),
                 "KAFKA_SSL_ENDPOINT_IDENTIFICATION",
             );
+            if !args.kafka_ssl_certificate_verification {
+                set(
+                    "enable.ssl.certificate.verification",
+                    "false".to_owned(),
+                    "KAFKA_SSL_CERTIFICATE_VERIFICATION",
+                );
+            }
         } else {
+            if !args.kafka_ssl_certificate_verification {
+                bail!(
+                    "KAFKA_SSL_CERTIFICATE_VERIFICATION is false but KAFKA_SECURITY_PROTOCOL is \
+                     {}: there is no certificate to check",
+                    name_of(protocol)
+                );
+            }
             let given = files
                 .iter()
                 .find(|(_, _, path)| path.is_some())
@@ -365,6 +379,16 @@ impl KafkaSettings {
                 .push(((*property).to_owned(), value.clone()));
         }
         for p in properties {
+            if let Some((_, why)) = crate::adapters::kafka::REFUSED
+                .iter()
+                .find(|(n, _)| *n == p.name)
+            {
+                bail!(
+                    "the librdkafka property `{}` ({}) is refused: {why}",
+                    p.name,
+                    p.origin
+                );
+            }
             if let Some((_, why)) = crate::adapters::kafka::GUARANTEED
                 .iter()
                 .find(|(n, _)| *n == p.name)
@@ -584,6 +608,22 @@ impl GenerateSettings {
             out: args.out,
             format: args.format,
         })
+    }
+}
+
+/// What is wrong with `.env`, never its content: a line that does not parse may hold a
+/// secret (`DATABASE_URL postgres://app:s3cret@…`), so only its number is named.
+pub fn dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, _) => {
+            let number = std::fs::read_to_string(".env")
+                .ok()
+                .and_then(|text| text.lines().position(|l| l.contains(line.as_str())))
+                .map_or_else(|| "a line".to_owned(), |i| format!("line {}", i + 1));
+            format!("{number} is not NAME=value (its content is not shown: it may hold a secret)")
+        }
+        dotenvy::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -403,11 +403,21 @@ fn prepare(args: &[OsString]) -> anyhow::Result<Prepared> {
     })
 }
 
-/// Property names whose values are secrets.
+/// Property names whose values are secrets (or may hold one: `sasl.oauthbearer.config`
+/// carries client secrets, `*.key*` private keys).
 pub fn is_secret_property(name: &str) -> bool {
-    ["password", "secret", "jaas", ".pem", "token"]
-        .iter()
-        .any(|s| name.contains(s))
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        ".pem",
+        "token",
+        "key",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 /// What `order-svc config` prints: the settings `command` (a subcommand and its flags) runs

@@ -126,6 +126,37 @@ fn passwords_never_reach_the_output() {
     assert!(line(&stdout, "sasl_password").contains("\"****\"  # file"));
     assert!(line(&stdout, "\"ssl.key.password\"").contains("\"****\""));
 
+    // A password in the URL's query (libpq takes `?password=`), and properties that hold
+    // secrets under other names: masked too.
+    let (out, stdout, stderr) = run(order_svc()
+        .args(["config", "serve"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app@db/orders?password={SECRET}"),
+        )
+        .env(
+            "KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG",
+            format!("clientSecret={SECRET}"),
+        )
+        .env("KAFKA_PROPERTY_SSL_KEY_PEM", SECRET));
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains(SECRET), "{stdout}");
+    assert!(line(&stdout, "url").contains("password=****"), "{stdout}");
+
+    // A .env line that does not parse is named by its number, never shown.
+    let dir = std::env::temp_dir().join(format!("order-svc-env-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        format!("LOG_FORMAT=json\nDATABASE_URL postgres://app:{SECRET}@db/orders\n"),
+    )
+    .unwrap();
+    let (out, stdout, stderr) = run(order_svc().current_dir(&dir).args(["config", "serve"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains(SECRET), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
     // A property librdkafka refuses is named, its value not shown.
     let (out, _, stderr) = run(order_svc()
         .arg("serve")
@@ -148,7 +179,7 @@ fn passwords_never_reach_the_output() {
 
 #[test]
 fn kafka_security_settings_are_checked_together_at_start() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (
             &[("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
             "set KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD",
@@ -179,6 +210,23 @@ fn kafka_security_settings_are_checked_together_at_start() {
         (
             &[("KAFKA_PROPERTY_ACKS", "1")],
             "`acks` (environment KAFKA_PROPERTY_ACKS) is order-svc's own",
+        ),
+        // A library loaded from a setting is code from a file: refused.
+        (
+            &[("KAFKA_PROPERTY_PLUGIN_LIBRARY_PATHS", "/tmp/evil.so")],
+            "`plugin.library.paths` (environment KAFKA_PROPERTY_PLUGIN_LIBRARY_PATHS) is refused",
+        ),
+        // Certificates unchecked only by the named setting, which says so at every start.
+        (
+            &[(
+                "KAFKA_PROPERTY_ENABLE_SSL_CERTIFICATE_VERIFICATION",
+                "false",
+            )],
+            "KAFKA_SSL_CERTIFICATE_VERIFICATION=false instead",
+        ),
+        (
+            &[("KAFKA_SSL_CERTIFICATE_VERIFICATION", "false")],
+            "KAFKA_SSL_CERTIFICATE_VERIFICATION is false but KAFKA_SECURITY_PROTOCOL is plaintext",
         ),
     ];
     for (env, expected) in cases {

@@ -113,6 +113,41 @@ impl Connection {
         config
     }
 
+    /// What is weak in these settings, each said once per start by the command that
+    /// connects: a password sent in clear, a certificate not checked.
+    pub fn weaknesses(&self) -> Vec<&'static str> {
+        let get = |name: &str| {
+            self.properties
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_ascii_lowercase())
+        };
+        let mut out = Vec::new();
+        if get("security.protocol").as_deref() == Some("sasl_plaintext")
+            && get("sasl.mechanism").as_deref() == Some("plain")
+        {
+            out.push(
+                "KAFKA_SECURITY_PROTOCOL=sasl_plaintext with PLAIN sends the password in clear: \
+                 use sasl_ssl",
+            );
+        }
+        if get("enable.ssl.certificate.verification").as_deref() == Some("false") {
+            out.push(
+                "KAFKA_SSL_CERTIFICATE_VERIFICATION=false: the broker's certificate is not \
+                 checked, anyone on the path can read and change the traffic",
+            );
+        }
+        out
+    }
+
+    /// Says [`Self::weaknesses`] in the log.
+    pub fn warn_weaknesses(&self) {
+        for weakness in self.weaknesses() {
+            tracing::warn!("{weakness}");
+        }
+    }
+
     /// Sets our defaults, each unless the user passed that property through.
     pub fn defaults(&self, config: &mut ClientConfig, defaults: &[(&str, &str)]) {
         for (name, value) in defaults {
@@ -153,6 +188,19 @@ pub const GUARANTEED: &[(&str, &str)] = &[
     (
         "enable.idempotence",
         "a retried send must not write a message twice",
+    ),
+];
+
+/// librdkafka properties no setting may pass through, and why.
+pub const REFUSED: &[(&str, &str)] = &[
+    (
+        "plugin.library.paths",
+        "librdkafka would load the shared libraries it names, so a settings file or .env \
+         would run code",
+    ),
+    (
+        "enable.ssl.certificate.verification",
+        "set KAFKA_SSL_CERTIFICATE_VERIFICATION=false instead, which is said at every start",
     ),
 ];
 
@@ -264,4 +312,29 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod weakness_tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_clear_and_unchecked_certificates_are_said() {
+        let mut c = Connection::new(String::from("b:9092"));
+        assert!(c.weaknesses().is_empty());
+        c.properties
+            .push(("security.protocol".into(), "sasl_plaintext".into()));
+        c.properties
+            .push(("sasl.mechanism".into(), "SCRAM-SHA-512".into()));
+        assert!(
+            c.weaknesses().is_empty(),
+            "SCRAM sends no password in clear"
+        );
+        c.properties.push(("sasl.mechanism".into(), "PLAIN".into()));
+        assert_eq!(c.weaknesses().len(), 1);
+        assert!(c.weaknesses()[0].contains("in clear"));
+        c.properties
+            .push(("enable.ssl.certificate.verification".into(), "false".into()));
+        assert_eq!(c.weaknesses().len(), 2);
+    }
 }

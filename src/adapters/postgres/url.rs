@@ -241,14 +241,31 @@ impl FromStr for DatabaseUrl {
 
 /// The URL as given with its password replaced by `****`, for `order-svc config`.
 pub fn mask_password(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => "(not a URL; not shown)".to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "(not a URL; not shown)".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
     }
+    // libpq takes `?password=` (and `sslpassword=`) as well as the userinfo.
+    if url
+        .query_pairs()
+        .any(|(k, _)| k.to_ascii_lowercase().contains("password"))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.to_ascii_lowercase().contains("password") {
+                    "****".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -270,6 +287,17 @@ mod tests {
             mask_password("postgres://app:s3cret@db.example:6543/orders?sslmode=require"),
             "postgres://app:****@db.example:6543/orders?sslmode=require"
         );
+        for raw in [
+            "postgres://app@db/orders?password=s3cret",
+            "postgres://app@db/orders?sslmode=require&PassWord=s3cret",
+            "postgres://app@db/orders?sslpassword=s3cret&password=s3cret",
+        ] {
+            let shown = mask_password(raw);
+            assert!(
+                !shown.contains("s3cret") && shown.contains("****"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
