@@ -595,6 +595,13 @@ pub struct ServeArgs {
     )]
     pub cache_preload: usize,
 
+    /// Add `X-Cache: hit|miss` to order lookups. It tells anyone who asks whether an order
+    /// was read recently, so it is for debugging and benchmarks, off by default.
+    #[arg(long, env = "HTTP_DEBUG_HEADERS", value_name = "HTTP_DEBUG_HEADERS",
+          default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub http_debug_headers: bool,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS", value_name = "HTTP_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=256))]

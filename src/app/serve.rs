@@ -135,6 +135,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         addr: http.addr,
         metrics_addr: http.metrics_addr,
         workers: http.workers,
+        debug_headers: http.debug_headers,
     };
     let browse = Arc::new(Browser::new(RememberedRejections::new(store.clone())));
     let access = access(&auth, &store, lookup, browse).await?;

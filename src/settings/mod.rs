@@ -141,6 +141,8 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub workers: usize,
+    /// `X-Cache` on lookups.
+    pub debug_headers: bool,
     /// The benchmark's fixed body (`bench-baseline` builds only).
     pub bench_fixed_bytes: Option<usize>,
 }
@@ -213,6 +215,7 @@ impl ServeSettings {
                     || std::thread::available_parallelism().map_or(2, |n| n.get()),
                     usize::from,
                 ),
+                debug_headers: args.http_debug_headers,
                 bench_fixed_bytes,
             },
             postgres: PostgresSettings {

@@ -259,6 +259,9 @@ impl Serve {
             // budgets; the access tests (tests/it/access.rs) set their own.
             .env("AUTH_ANONYMOUS_SCOPES", "all")
             .env("RATE_LOOKUPS_PER_SECOND", "0")
+            // The tests tell a hit from a miss by X-Cache; off by default (it tells anyone
+            // whether an order was read recently).
+            .env("HTTP_DEBUG_HEADERS", "true")
             .env("RATE_SEARCHES_PER_SECOND", "0")
             .stdout(file.try_clone().unwrap())
             .stderr(file);

@@ -155,7 +155,17 @@ async fn unknown_and_malformed_uids_get_json_errors() {
     );
     assert_error(&get(&serve, "/no/such/route").await, 404, "not_found");
     let long_path = format!("/{}", "x".repeat(600));
-    assert_error(&get(&serve, &long_path).await, 414, "uri_too_long");
+    let refused = get(&serve, &long_path).await;
+    assert_error(&refused, 414, "uri_too_long");
+    // Answered before routing, still with every header every answer has.
+    for name in [
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+        "x-request-id",
+    ] {
+        assert!(header(&refused, name).is_some(), "414 without {name}");
+    }
 }
 
 #[tokio::test]
@@ -491,6 +501,15 @@ async fn every_route_answers_a_wrong_method_with_405_and_allow() {
 #[tokio::test]
 async fn orders_are_private_to_caches_and_unknown_uids_are_remembered_briefly() {
     let stored = Stored::new(vec![]).await;
+    // Unless asked for, nothing says whether an order was read recently.
+    let quiet = stored.api(&[("HTTP_DEBUG_HEADERS", "false")]).await;
+    quiet.wait_ready().await;
+    for _ in 0..2 {
+        let reply = get(&quiet, &format!("/order/{}", stored.uid(0))).await;
+        assert_eq!(reply.0, 200);
+        assert_eq!(header(&reply, "x-cache"), None);
+    }
+    drop(quiet);
     let serve = stored.api(&[("CACHE_PRELOAD", "0")]).await;
     serve.wait_ready().await;
     // The JSON may be kept by the browser (revalidated by its tag), never by a shared

@@ -69,8 +69,10 @@ async fn answer(
     response
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, ORDER_CACHE_CONTROL))
-        .insert_header((header::VARY, "Authorization, Cookie"))
-        .insert_header(("X-Cache", x_cache));
+        .insert_header((header::VARY, "Authorization, Cookie"));
+    if state.debug_headers {
+        response.insert_header(("X-Cache", x_cache));
+    }
     if not_modified {
         return Ok(response.finish());
     }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub access: Access,
     pub readiness: Arc<Readiness>,
     pub templates: tera::Tera,
+    /// `X-Cache` on lookups (HTTP_DEBUG_HEADERS).
+    pub debug_headers: bool,
 }
 
 /// Who may come in, how often, and the reads they make.
@@ -151,6 +153,8 @@ pub struct Listen {
     /// `/metrics` on its own address, so that it need not be public with the API.
     pub metrics_addr: Option<SocketAddr>,
     pub workers: usize,
+    /// `X-Cache` on lookups.
+    pub debug_headers: bool,
 }
 
 pub fn start(
@@ -164,6 +168,7 @@ pub fn start(
         addr,
         metrics_addr,
         workers,
+        debug_headers,
     } = listen;
     let metrics_server = match metrics_addr {
         Some(addr) => Some(start_metrics(addr, metrics.clone())?),
@@ -179,12 +184,15 @@ pub fn start(
         access,
         readiness,
         templates: pages::templates(open, signing_in)?,
+        debug_headers,
     });
     let server = HttpServer::new(move || {
         let fixed = bench_fixed.clone();
         let app = App::new()
             .app_data(state.clone())
             .app_data(exporter.clone())
+            // Inside the default headers: what `observe` answers itself (414) carries them.
+            .wrap_fn(observe)
             .wrap(
                 DefaultHeaders::new()
                     .add((
@@ -194,7 +202,6 @@ pub fn start(
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("Referrer-Policy", "no-referrer")),
             )
-            .wrap_fn(observe)
             .configure(|cfg| routes(cfg, with_metrics));
         // The benchmark's baseline: the same server, a body of the same size, no lookup.
         app.configure(move |cfg| {
@@ -716,6 +723,7 @@ mod tests {
             },
             readiness: Arc::new(Readiness::new(true, false)),
             templates: pages::templates(true, false).unwrap(),
+            debug_headers: true,
         });
         let app = test::init_service(
             App::new()
