@@ -602,6 +602,13 @@ pub struct ServeArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub http_debug_headers: bool,
 
+    /// Proxies whose `X-Request-Id` and `traceparent` are taken (comma-separated addresses
+    /// or networks, such as `10.0.0.0/8,127.0.0.1`). From anyone else, a request gets an id
+    /// and a trace of its own (the caller's trace linked, its id logged beside ours).
+    #[arg(long, env = "HTTP_TRUSTED_PROXIES", value_name = "HTTP_TRUSTED_PROXIES",
+          value_delimiter = ',', value_parser = parse_network)]
+    pub http_trusted_proxies: Vec<ipnet::IpNet>,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS", value_name = "HTTP_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -788,6 +795,14 @@ pub fn parse_reason(s: &str) -> Result<String, String> {
 }
 
 /// A point in time, RFC 3339.
+/// An address (one host) or a network in CIDR notation.
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| "expected an address or a network such as 10.0.0.0/8".to_owned())
+}
+
 pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.to_utc())

@@ -136,6 +136,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         metrics_addr: http.metrics_addr,
         workers: http.workers,
         debug_headers: http.debug_headers,
+        trusted_proxies: http.trusted_proxies.clone(),
     };
     let browse = Arc::new(Browser::new(RememberedRejections::new(store.clone())));
     let access = access(&auth, &store, lookup, browse).await?;

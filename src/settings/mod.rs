@@ -143,6 +143,8 @@ pub struct HttpSettings {
     pub workers: usize,
     /// `X-Cache` on lookups.
     pub debug_headers: bool,
+    /// Peers whose request ids and trace context are taken.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The benchmark's fixed body (`bench-baseline` builds only).
     pub bench_fixed_bytes: Option<usize>,
 }
@@ -216,6 +218,7 @@ impl ServeSettings {
                     usize::from,
                 ),
                 debug_headers: args.http_debug_headers,
+                trusted_proxies: args.http_trusted_proxies.clone(),
                 bench_fixed_bytes,
             },
             postgres: PostgresSettings {

@@ -262,6 +262,8 @@ impl Serve {
             // The tests tell a hit from a miss by X-Cache; off by default (it tells anyone
             // whether an order was read recently).
             .env("HTTP_DEBUG_HEADERS", "true")
+            // The tests' own requests stand for a trusted proxy's (request ids, traces).
+            .env("HTTP_TRUSTED_PROXIES", "127.0.0.1")
             .env("RATE_SEARCHES_PER_SECOND", "0")
             .stdout(file.try_clone().unwrap())
             .stderr(file);

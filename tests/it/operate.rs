@@ -32,6 +32,32 @@ async fn a_request_id_is_answered_and_written_on_the_log_lines_of_its_request() 
     let line = logged_line(&serve, "/order/nosuchorder8").await;
     assert!(line.contains(&format!("request_id={id}")), "{line}");
 
+    // From a peer that is not a trusted proxy, the caller's id is not ours to answer or
+    // file the request under: ours is made up, the caller's logged beside it.
+    let direct = Serve::start(&[
+        ("SERVE_ROLE", "api".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+        ("HTTP_TRUSTED_PROXIES", "10.0.0.0/8".to_owned()),
+    ])
+    .await;
+    direct.wait_ready().await;
+    let reply = http_get(
+        direct.http_port,
+        "/order/nosuchorder6",
+        &[("X-Request-Id", "forged-id-6")],
+    )
+    .await
+    .unwrap();
+    let id = header(&reply, "x-request-id").expect("an id");
+    assert_ne!(id, "forged-id-6");
+    let line = logged_line(&direct, "/order/nosuchorder6").await;
+    assert!(
+        line.contains(&format!("request_id={id}"))
+            && line.contains("client_request_id=\"forged-id-6\""),
+        "{line}"
+    );
+    drop(direct);
+
     // JSON logs, and a line written deep in the handling (the database is down: 503).
     let unreachable = format!("postgres://postgres@127.0.0.1:{}/x", free_port());
     let down = Serve::start(&[

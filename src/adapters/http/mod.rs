@@ -147,7 +147,7 @@ impl Running {
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Where the HTTP servers listen.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Listen {
     pub addr: SocketAddr,
     /// `/metrics` on its own address, so that it need not be public with the API.
@@ -155,6 +155,8 @@ pub struct Listen {
     pub workers: usize,
     /// `X-Cache` on lookups.
     pub debug_headers: bool,
+    /// Peers whose `X-Request-Id` and `traceparent` are taken.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub fn start(
@@ -169,7 +171,9 @@ pub fn start(
         metrics_addr,
         workers,
         debug_headers,
+        trusted_proxies,
     } = listen;
+    let trusted: Arc<[ipnet::IpNet]> = trusted_proxies.into();
     let metrics_server = match metrics_addr {
         Some(addr) => Some(start_metrics(addr, metrics.clone())?),
         None => None,
@@ -188,11 +192,12 @@ pub fn start(
     });
     let server = HttpServer::new(move || {
         let fixed = bench_fixed.clone();
+        let trusted = trusted.clone();
         let app = App::new()
             .app_data(state.clone())
             .app_data(exporter.clone())
             // Inside the default headers: what `observe` answers itself (414) carries them.
-            .wrap_fn(observe)
+            .wrap_fn(move |req, srv| observe(req, srv, &trusted))
             .wrap(
                 DefaultHeaders::new()
                     .add((
@@ -262,7 +267,7 @@ fn start_metrics(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(exporter.clone())
-            .wrap_fn(observe)
+            .wrap_fn(|req, srv| observe(req, srv, &[]))
             .configure(ops::metrics_route)
             .default_service(web::to(|| async { ApiError::NotFound.error_response() }))
     })
@@ -336,8 +341,8 @@ pub(crate) async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> H
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// The client's request id when it is one we can log and echo as it is (1 to 128 visible
-/// ASCII characters, no quote or backslash), else a new random one (32 hex digits).
-fn request_id(req: &ServiceRequest) -> Arc<str> {
+/// ASCII characters, no quote or backslash).
+fn client_request_id(req: &ServiceRequest) -> Option<&str> {
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -347,6 +352,14 @@ fn request_id(req: &ServiceRequest) -> Arc<str> {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         })
+}
+
+/// The request's id: a trusted proxy's (HTTP_TRUSTED_PROXIES), else a new random one (32
+/// hex digits). Anyone else's would let a caller write what our logs and traces file its
+/// request under.
+fn request_id(req: &ServiceRequest, trusted: bool) -> Arc<str> {
+    client_request_id(req)
+        .filter(|_| trusted)
         .map(Arc::from)
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()).into())
 }
@@ -357,13 +370,21 @@ fn request_id(req: &ServiceRequest) -> Arc<str> {
 fn observe<S, B>(
     req: ServiceRequest,
     srv: &S,
+    trusted_proxies: &[ipnet::IpNet],
 ) -> impl Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> + use<S, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
     let started = Instant::now();
-    let id = request_id(&req);
+    let trusted = req
+        .peer_addr()
+        .is_some_and(|a| trusted_proxies.iter().any(|n| n.contains(&a.ip())));
+    let id = request_id(&req, trusted);
+    // An untrusted caller's own id, logged beside ours so that it can still be followed.
+    let client_id: Option<String> = client_request_id(&req)
+        .filter(|_| !trusted)
+        .map(str::to_owned);
     let (method, path) = (method_label(req.method()), req.path().to_owned());
     let span = if crate::adapters::trace::tracing_enabled() {
         // The span exported as the request's: named and labelled as OpenTelemetry's HTTP
@@ -378,11 +399,17 @@ where
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
         );
-        if let Some(parent) = crate::adapters::trace::remote_context(|name| {
+        if let Some(remote) = crate::adapters::trace::remote_context(|name| {
             req.headers().get(name).and_then(|v| v.to_str().ok())
         }) {
+            use opentelemetry::trace::TraceContextExt;
             use tracing_opentelemetry::OpenTelemetrySpanExt;
-            let _ = span.set_parent(parent);
+            if trusted {
+                let _ = span.set_parent(remote);
+            } else {
+                // Anyone else's trace is not ours to join: a trace of our own, linked to it.
+                span.add_link(remote.span().span_context().clone());
+            }
         }
         span
     } else {
@@ -426,7 +453,8 @@ where
         ];
         counter!(metrics::HTTP_REQUESTS, &labels).increment(1);
         histogram!(metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
-        tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64, "http");
+        tracing::debug!(%method, %path, status, micros = elapsed.as_micros() as u64,
+            client_request_id = client_id.as_deref(), "http");
         if let Ok(value) = header::HeaderValue::from_str(&response_id) {
             response
                 .headers_mut()
@@ -728,11 +756,14 @@ mod tests {
         let app = test::init_service(
             App::new()
                 .app_data(state)
-                .wrap_fn(observe)
+                .wrap_fn(|req, srv| observe(req, srv, &["127.0.0.1/32".parse().unwrap()]))
                 .configure(|cfg| routes(cfg, true)),
         )
         .await;
-        let mut req = test::TestRequest::get().uri(path);
+        // As from a trusted proxy (the app below trusts loopback).
+        let mut req = test::TestRequest::get()
+            .uri(path)
+            .peer_addr("127.0.0.1:40000".parse().unwrap());
         for (k, v) in headers {
             req = req.insert_header((*k, *v));
         }
