@@ -257,3 +257,65 @@ fn every_alert_has_its_annotations_a_runbook_section_and_a_unit_test() {
         );
     }
 }
+
+/// The production overlay as Kubernetes receives it (`kubectl kustomize`).
+fn production() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "kustomize",
+            &format!("{root}/deploy/kubernetes/overlays/production"),
+        ])
+        .output()
+        .expect("kubectl runs (apt-get install kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_production_overlay_keeps_secrets_to_the_service_and_talks_only_to_what_it_needs() {
+    let rendered = production();
+    let docs: Vec<&str> = rendered.split("\n---\n").collect();
+    let workloads: Vec<&&str> = docs
+        .iter()
+        .filter(|d| d.contains("\nkind: Deployment") || d.contains("\nkind: Job"))
+        .collect();
+    assert_eq!(workloads.len(), 3, "api, ingest, migrate");
+    for doc in workloads {
+        let name = doc
+            .lines()
+            .find(|l| l.starts_with("  name: "))
+            .unwrap_or_default();
+        // Secret files readable by the service's group only; images pinned by digest.
+        assert_eq!(
+            doc.matches("secretName:").count(),
+            doc.matches("defaultMode: 288").count(),
+            "{name}: every secret volume 0440"
+        );
+        assert!(doc.contains("fsGroup: 65532"), "{name}");
+        for image in doc.lines().filter(|l| l.trim_start().starts_with("image:")) {
+            assert!(image.contains("@sha256:"), "{name}: {image}");
+        }
+    }
+    let policy = docs
+        .iter()
+        .find(|d| d.contains("\nkind: NetworkPolicy"))
+        .expect("a NetworkPolicy");
+    // In: the API port only from the ingress controller's namespace.
+    let ingress = &policy[policy.find("ingress:").unwrap()..];
+    let http_rule = ingress
+        .split("\n  - ")
+        .find(|rule| rule.contains("port: http"))
+        .expect("a rule for the API port");
+    assert!(http_rule.contains("namespaceSelector"), "{http_rule}");
+    // Out: each rule but DNS names where it goes.
+    let egress = &policy[policy.find("egress:").unwrap()..policy.find("ingress:").unwrap()];
+    for rule in egress.split("\n  - ").skip(1) {
+        let dns = rule.lines().any(|l| l.trim_end().ends_with("port: 53"));
+        assert!(dns || rule.contains("ipBlock"), "{rule}");
+    }
+}
