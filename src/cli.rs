@@ -338,6 +338,14 @@ pub struct DatabaseArgs {
         hide_default_value = true
     )]
     pub database_url: String,
+
+    /// Allow `sslmode=prefer` or `require` without `sslrootcert` to a server that is not on
+    /// this machine: TLS whose certificate nobody checks, which a man in the middle answers
+    /// with his own (or downgrades, for prefer). Refused unless set; warned at every start.
+    #[arg(long, env = "DATABASE_ALLOW_UNVERIFIED_TLS", value_name = "DATABASE_ALLOW_UNVERIFIED_TLS",
+          default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub database_allow_unverified_tls: bool,
 }
 
 #[derive(Debug, Clone, Args)]

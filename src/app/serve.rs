@@ -43,6 +43,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     } = settings;
     kafka.connection.warn_weaknesses();
     let url = &postgres.url;
+    url.log_security();
     // Lookups, ingest and the readiness check draw on separate pools: a flood of lookups
     // (misses, searches) cannot take the connections ingest needs nor the one that tells
     // whether the database answers, and ingest cannot starve lookups.

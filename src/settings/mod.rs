@@ -17,7 +17,7 @@ use clap::CommandFactory;
 
 use crate::adapters::kafka::Connection;
 use crate::adapters::kafka::consumer::ConsumerSettings;
-use crate::adapters::postgres::url::DatabaseUrl;
+use crate::adapters::postgres::url::{DatabaseUrl, SslMode};
 use crate::cli::{
     Cli, Command, DatabaseArgs, DeadLetterTopicArgs, EndpointIdentification, GenerateArgs,
     GeneratorArgs, KafkaArgs, LogFormat, MigrateArgs, OutputFormat, ProduceArgs, RedriveArgs, Role,
@@ -253,6 +253,21 @@ pub(crate) fn database_url(args: &DatabaseArgs) -> anyhow::Result<DatabaseUrl> {
         .map_err(|why| anyhow::anyhow!("DATABASE_URL (--database-url): {why}"))?;
     // Read the TLS files now: a missing CA file is a setting to fix, not an outage.
     url.connector().context("DATABASE_URL (--database-url)")?;
+    let prefer_or_require = matches!(url.ssl_mode(), SslMode::Prefer | SslMode::Require);
+    if prefer_or_require
+        && !url.verifies_server()
+        && !url.is_local()
+        && !args.database_allow_unverified_tls
+    {
+        bail!(
+            "DATABASE_URL: {} to {}, which is not on this machine: anyone on the way can \
+             answer for the server. Use sslmode=verify-full with sslrootcert=<the server's \
+             CA>, or sslmode=disable on a network you trust, or accept it knowingly with \
+             DATABASE_ALLOW_UNVERIFIED_TLS=true",
+            url.security(),
+            url.host()
+        );
+    }
     Ok(url)
 }
 

@@ -237,3 +237,37 @@ fn kafka_security_settings_are_checked_together_at_start() {
         }
     }
 }
+
+#[test]
+fn unverified_tls_to_another_machine_is_refused_unless_accepted_by_name() {
+    for url in [
+        "postgres://app@db.example:5432/orders",
+        "postgres://app@db.example:5432/orders?sslmode=prefer",
+        "postgres://app@10.1.2.3:5432/orders?sslmode=require",
+    ] {
+        let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", url));
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            stderr.contains("verify-full") && stderr.contains("DATABASE_ALLOW_UNVERIFIED_TLS"),
+            "{url}: {stderr}"
+        );
+    }
+    // Accepted by name, it goes on to connect (and fails there: no such server).
+    let (out, _, stderr) = run(order_svc()
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            "postgres://app@192.0.2.1:5432/orders?connect_timeout=1",
+        )
+        .env("DATABASE_ALLOW_UNVERIFIED_TLS", "true"));
+    assert_ne!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    // Loopback, and plaintext chosen explicitly, are the operator's to choose.
+    for url in [
+        "postgres://app@127.0.0.1:1/orders?connect_timeout=1",
+        "postgres://app@192.0.2.1:5432/orders?sslmode=disable&connect_timeout=1",
+    ] {
+        let (out, _, stderr) = run(order_svc().arg("migrate").env("DATABASE_URL", url));
+        assert_ne!(out.status.code(), Some(2), "{url}: {stderr}");
+    }
+}

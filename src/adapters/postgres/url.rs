@@ -92,6 +92,57 @@ impl DatabaseUrl {
         other
     }
 
+    /// Whether the server is on this machine (a Unix socket, `localhost` or a loopback
+    /// address): no network between us for anyone to stand in.
+    pub fn is_local(&self) -> bool {
+        self.config.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+    }
+
+    /// Whether TLS to this server checks the server's certificate.
+    pub fn verifies_server(&self) -> bool {
+        match self.tls.mode {
+            SslMode::Disable | SslMode::Prefer => false,
+            SslMode::Require => self.tls.root_cert.is_some(),
+            SslMode::VerifyCa | SslMode::VerifyFull => true,
+        }
+    }
+
+    /// What the connection's security is, in words for the start-up log line.
+    pub fn security(&self) -> &'static str {
+        match (self.tls.mode, self.verifies_server()) {
+            (SslMode::Disable, _) => "plaintext (sslmode=disable)",
+            (SslMode::Prefer, _) => {
+                "TLS if the server offers it, certificate not checked (sslmode=prefer)"
+            }
+            (SslMode::Require, false) => "TLS, certificate not checked (sslmode=require)",
+            (SslMode::Require | SslMode::VerifyCa, true) => {
+                "TLS, certificate checked against the CA, not the host name"
+            }
+            (SslMode::VerifyFull, _) => "TLS, certificate and host name checked (verify-full)",
+            (SslMode::VerifyCa, false) => unreachable!("verify-ca always verifies"),
+        }
+    }
+
+    /// Says at start how the connection is secured: loudly when nothing checks who answers
+    /// on a network.
+    pub fn log_security(&self) {
+        if self.verifies_server() || self.is_local() {
+            tracing::info!(database = %self, security = self.security(), "database connection");
+        } else {
+            tracing::warn!(database = %self, security = self.security(),
+                "database connection not authenticated: anyone on the network path can answer for the server");
+        }
+    }
+
     /// `host:port`, as people write it, for messages.
     pub fn host(&self) -> String {
         let host = match self.config.get_hosts().first() {
@@ -271,6 +322,21 @@ pub fn mask_password(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_binding_is_taken_from_the_url() {
+        let url: DatabaseUrl =
+            "postgres://app@db.example/orders?sslmode=verify-full&channel_binding=require"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            url.config().get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        );
+        assert!(url.verifies_server() && !url.is_local());
+        let local: DatabaseUrl = "postgres://app@[::1]:5432/orders".parse().unwrap();
+        assert!(local.is_local() && !local.verifies_server());
+    }
 
     #[test]
     fn database_url_display_hides_the_password() {
