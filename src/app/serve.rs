@@ -21,7 +21,7 @@ use crate::adapters::kafka::ensure_topics;
 use crate::adapters::kafka::{self, consumer};
 use crate::adapters::postgres::access::PgAuditTrail;
 use crate::adapters::postgres::metrics::PoolName;
-use crate::adapters::postgres::pool::{PgStore, pool};
+use crate::adapters::postgres::pool::{LOOKUP_STATEMENT_TIMEOUT, PgStore, pool};
 use crate::cli::Role;
 use crate::domain::browse::{Browse, Browser};
 use crate::domain::guard::{Guard, ValueHasher};
@@ -48,9 +48,19 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     // (misses, searches) cannot take the connections ingest needs nor the one that tells
     // whether the database answers, and ingest cannot starve lookups.
     let timeout = postgres.statement_timeout;
-    let store = PgStore::new(pool(url, postgres.lookup_pool, timeout)?, timeout);
+    let store = PgStore::new(
+        pool(
+            url,
+            postgres.lookup_pool,
+            timeout.min(LOOKUP_STATEMENT_TIMEOUT),
+        )?,
+        timeout,
+    );
     let ingest_store = PgStore::new(pool(url, postgres.ingest_pool, timeout)?, timeout);
-    let health_store = PgStore::new(pool(url, 1, timeout)?, timeout);
+    let health_store = PgStore::new(
+        pool(url, 1, timeout.min(LOOKUP_STATEMENT_TIMEOUT))?,
+        timeout,
+    );
     let metrics = {
         let (lookup, ingest, health) = (store.clone(), ingest_store.clone(), health_store.clone());
         telemetry::install_metrics(vec![Box::new(move || {

@@ -683,3 +683,33 @@ async fn lookups_holding_their_whole_pool_leave_the_readiness_check_its_connecti
         .expect("answered once the lock is gone");
     assert_eq!(reply.0, 200);
 }
+
+#[tokio::test]
+async fn a_lookup_given_up_on_stops_on_the_server_too() {
+    let stored = Stored::new(vec![]).await;
+    // Preload off, so that the order is read from the table.
+    let serve = stored.api(&[("CACHE_PRELOAD", "0")]).await;
+    serve.wait_ready().await;
+    // A transaction of someone else's holds the orders table: the lookup's read waits.
+    let mut locker = stored.db.client().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reply = get(&serve, &format!("/order/{}", stored.uid(3))).await;
+    assert_eq!(reply.0, 503, "the caller is told after 5 s");
+    // The server has stopped the statement too (statement_timeout 4.5 s on the lookups'
+    // connections), rather than holding a backend in the lock queue for 30 s more.
+    let watcher = stored.db.client().await;
+    let waiting: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'order-svc' \
+             AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0, "a lookup's statement still waits on the server");
+    tx.rollback().await.unwrap();
+}

@@ -29,6 +29,11 @@ pub struct PgStore {
 /// Longest wait for one lookup (`find`, `ping`): a person is waiting.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The `statement_timeout` of the connections lookups use: the server stops a statement
+/// before the caller stops waiting for it, so a lookup given up on does not go on holding a
+/// backend (and its locks) until the ingest's longer timeout.
+pub const LOOKUP_STATEMENT_TIMEOUT: Duration = Duration::from_millis(4_500);
+
 /// TCP settings that notice a server that went silent: keepalive probes on idle
 /// connections, and a limit on how long sent data may stay unacknowledged. And two server
 /// settings, each unless the URL's `options` set it: `statement_timeout`, and `jit=off`
