@@ -28,6 +28,12 @@ export STACK_DATA=.data/smoke STACK_PG_PORT=55433 STACK_KAFKA_PORT=19093 STACK_H
 trap 'scripts/stack.sh down --purge' EXIT
 scripts/stack.sh up
 uid=$(scripts/stack.sh latest-uid 60)
+# The stack's PostgreSQL takes its own password only, kept where only this user reads it.
+[ "$(stat -c %a "$STACK_DATA/pg.password")" = 600 ] ||
+  { echo "smoke: $STACK_DATA/pg.password is not mode 600" >&2; exit 1; }
+if PGPASSWORD=wrong psql -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres -d orders -Atc 'SELECT 1' >/dev/null 2>&1; then
+  echo "smoke: the stack's PostgreSQL let a wrong password in" >&2; exit 1
+fi
 [ -n "$uid" ] || { echo "smoke: no order was stored" >&2; exit 1; }
 base="http://127.0.0.1:$STACK_HTTP_PORT"
 # Nothing without a credential; the demo API key the stack printed reads the order.

@@ -19,7 +19,15 @@ PROM_PORT=${STACK_PROMETHEUS_PORT:-9090}
 OIDC_PORT=${STACK_OIDC_PORT:-8081}
 METRICS_PORT=${STACK_METRICS_PORT:-9464}
 RPS=${STACK_RPS:-5}
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/orders"
+# The cluster's superuser has a password of its own, made at the first `up` and kept in
+# $DATA/pg.password (mode 600): no other user of this machine can connect as it.
+PG_PASSWORD_FILE="$DATA/pg.password"
+if [ ! -s "$PG_PASSWORD_FILE" ]; then
+  mkdir -p "$DATA"
+  (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$PG_PASSWORD_FILE")
+fi
+export PGPASSWORD; PGPASSWORD=$(cat "$PG_PASSWORD_FILE")
+export DATABASE_URL="postgres://postgres:$PGPASSWORD@127.0.0.1:$PG_PORT/orders"
 export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export KAFKA_TOPIC=orders KAFKA_DLQ_TOPIC=orders.dlq KAFKA_GROUP_ID=order-svc
 export HTTP_ADDR="127.0.0.1:$HTTP_PORT" METRICS_ADDR="127.0.0.1:$METRICS_PORT"
@@ -90,8 +98,14 @@ start_postgres() {
     else
       mkdir -p "$pgdata"
     fi
-    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$DATA/logs/initdb.log" 2>&1 ||
-      { tail -5 "$DATA/logs/initdb.log" >&2; die "initdb failed in $pgdata (log: $DATA/logs/initdb.log)"; }
+    # initdb reads the password from a file the postgres user can read, deleted at once.
+    local pwfile; pwfile="$(dirname "$pgdata")/initdb.pw"
+    (umask 077 && cp "$PG_PASSWORD_FILE" "$pwfile")
+    [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+    as_pg "$bin/initdb" -D "$pgdata" -U postgres --auth=scram-sha-256 --pwfile="$pwfile" -E UTF8 \
+      >"$DATA/logs/initdb.log" 2>&1 ||
+      { rm -f "$pwfile"; tail -5 "$DATA/logs/initdb.log" >&2; die "initdb failed in $pgdata (log: $DATA/logs/initdb.log)"; }
+    rm -f "$pwfile"
   fi
   echo "$pgdata" >"$DATA/pg.dir"
   if ! as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
