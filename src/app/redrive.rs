@@ -17,6 +17,9 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     let kafka = &settings.kafka;
     kafka.connection.warn_weaknesses();
     let ledger_db = connect_named(&settings.url).await?;
+    let started = chrono::Utc::now();
+    // Distinct origins read that the ledger records, to compare with its count at the end.
+    let mut recorded_read = std::collections::HashSet::new();
     let mut reader = DeadLetterReader::open(&kafka.connection, &settings.dlq_topic)?;
     let resender = if settings.dry_run {
         None
@@ -43,6 +46,9 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
             }
             None => false,
         };
+        if recorded && let Some(origin) = letter.origin() {
+            recorded_read.insert(origin);
+        }
         let resend = match redrive.judge(letter, recorded) {
             Verdict::Send(resend) => resend,
             skipped => {
@@ -110,6 +116,28 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
          without an origin, {unrecorded} not in the ledger",
         settings.dlq_topic, kafka.topic
     );
+    // What the topic gave against what the ledger says was set aside before the run.
+    let in_ledger = ledger::recorded_before(&ledger_db, started)
+        .await
+        .context("cannot count the dead-letter ledger (DATABASE_URL)")?;
+    let read_recorded = recorded_read.len() as i64;
+    if read_recorded < in_ledger {
+        println!(
+            "the ledger holds {in_ledger} letters set aside before this run; {read_recorded} of \
+             them were read from {}: {} not read (removed by the topic's retention, or not \
+             given by the broker)",
+            settings.dlq_topic,
+            in_ledger - read_recorded
+        );
+    }
+    if reader.wrong_ends() > 0 {
+        println!(
+            "the broker gave a wrong end offset for {} partition(s) of {}; each was read to \
+             where the broker said it had nothing more",
+            reader.wrong_ends(),
+            settings.dlq_topic
+        );
+    }
     if failed > 0 {
         // Running again is safe: what this run sent arrives again as an exact copy, which
         // ingest counts as a duplicate and stores once.

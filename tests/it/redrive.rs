@@ -286,3 +286,60 @@ async fn letters_not_in_the_ledger_are_never_sent_and_nothing_a_producer_wrote_d
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn every_dead_letter_is_read_whatever_end_offset_the_broker_reports() {
+    let (db, topic) = (migrated_db(), TestTopic::create().await);
+    // More letters than one produce batch holds, on every partition.
+    let messages: Vec<(Option<String>, Vec<u8>)> = (0..150)
+        .map(|i| {
+            (
+                Some(format!("key{i}")),
+                format!("not an order {i}").into_bytes(),
+            )
+        })
+        .collect();
+    send_all(&producer(), &topic.name, &messages).await;
+    let ingest = Serve::start(&topic.serve_env(&db.url, "redrive")).await;
+    let client = db.client().await;
+    wait_for(60, "150 letters recorded", || async {
+        (count(&client, "dead_letters").await == 150).then_some(())
+    })
+    .await;
+    drop(ingest);
+    let partitions: i64 = client
+        .query_one("SELECT count(DISTINCT partition) FROM dead_letters", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(partitions > 1, "the letters' originals span partitions");
+
+    let (ok, stdout, stderr) = redrive(&topic, &db.url, &["--dry-run"], &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("read 150 dead letters") && stdout.contains("would send 150 to"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("the ledger holds"),
+        "no difference to name: {stdout}"
+    );
+
+    // A letter the ledger records but the topic no longer holds (retention): named.
+    client
+        .execute(
+            "INSERT INTO dead_letters (topic, partition, \"offset\", payload_hash, reason, \
+             detail, sent_at) VALUES ($1, 0, 999999, decode(repeat('00', 32), 'hex'), \
+             'malformed', 'gone', now() - interval '1 day')",
+            &[&topic.name],
+        )
+        .await
+        .unwrap();
+    let (ok, stdout, stderr) = redrive(&topic, &db.url, &["--dry-run"], &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("the ledger holds 151 letters set aside before this run; 150 of them")
+            && stdout.contains("1 not read"),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,14 @@
 //! `order-svc redrive`'s Kafka side: the dead-letter topic read from its beginning to the
 //! end it had when the run started (no consumer group: nothing is committed, and running
 //! twice reads the same letters), and the originals sent back to the orders topic.
+//!
+//! Where a partition ends is not taken on one answer of the broker's: some brokers answer a
+//! wrong end offset (tansu's memory storage says 1 for every partition, see the README's
+//! "Broker"). Each partition is read until the broker says there is nothing more (partition
+//! EOF). The end offset asked at start only tells letters that were there before the run from
+//! letters written during it (by `serve`, setting aside again what this run sends back):
+//! a letter at or past it counts only if it was set aside before the run began, and then the
+//! broker's answer is shown wrong and said so.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,8 +30,12 @@ const SILENCE: Duration = Duration::from_secs(30);
 pub struct DeadLetterReader {
     consumer: StreamConsumer,
     topic: String,
-    /// The partitions not read to their end yet, with that end (the high watermark at start).
+    /// The partitions not read to their end yet, with the end the broker gave at start.
     ends: HashMap<i32, i64>,
+    /// Partitions whose end offset at start proved wrong (said once each).
+    wrong_ends: std::collections::HashSet<i32>,
+    /// When the run began: letters set aside later are this run's own echoes.
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 impl DeadLetterReader {
@@ -40,19 +52,20 @@ impl DeadLetterReader {
             .set("group.id", "order-svc-redrive")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            // The end of a partition is where the broker says there is nothing more.
+            .set("enable.partition.eof", "true")
             .create()
             .context("cannot create the Kafka consumer")?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
+        let started = chrono::Utc::now();
         for p in partitions {
-            let (low, high) = consumer
+            let (_, high) = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .with_context(|| format!("cannot read where {topic} partition {p} ends"))?;
-            if high > low {
-                assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
-                ends.insert(p, high);
-            }
+            // Every partition, from its beginning, whatever the broker says it holds.
+            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+            ends.insert(p, high);
         }
         consumer
             .assign(&assignment)
@@ -61,7 +74,14 @@ impl DeadLetterReader {
             consumer,
             topic: topic.to_owned(),
             ends,
+            wrong_ends: std::collections::HashSet::new(),
+            started,
         })
+    }
+
+    /// Partitions whose end offset the broker gave wrong at start.
+    pub fn wrong_ends(&self) -> usize {
+        self.wrong_ends.len()
     }
 
     /// The next letter, or `None` once every partition is read to where it ended at start.
@@ -70,7 +90,7 @@ impl DeadLetterReader {
             if self.ends.is_empty() {
                 return Ok(None);
             }
-            let message = tokio::time::timeout(SILENCE, self.consumer.recv())
+            let received = tokio::time::timeout(SILENCE, self.consumer.recv())
                 .await
                 .map_err(|_| {
                     anyhow::anyhow!(
@@ -79,17 +99,33 @@ impl DeadLetterReader {
                         SILENCE.as_secs(),
                         self.ends.len()
                     )
-                })?
-                .with_context(|| format!("cannot read {}", self.topic))?;
+                })?;
+            let message = match received {
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.ends.remove(&partition);
+                    continue;
+                }
+                other => other.with_context(|| format!("cannot read {}", self.topic))?,
+            };
             let partition = message.partition();
             let Some(&end) = self.ends.get(&partition) else {
                 continue;
             };
-            if message.offset() + 1 >= end {
-                self.ends.remove(&partition);
-            }
+            let letter = letter(&message);
             if message.offset() < end {
-                return Ok(Some(letter(&message)));
+                return Ok(Some(letter));
+            }
+            // Past the end given at start: a letter of this run's (skipped), or one that was
+            // there all along and the broker's end was wrong (read, and said).
+            let before_run = letter.set_aside_at.is_some_and(|at| at <= self.started);
+            if before_run {
+                if self.wrong_ends.insert(partition) {
+                    tracing::warn!(
+                        topic = %self.topic, partition, said = end, read = message.offset(),
+                        "the broker's end offset of this partition was wrong; reading it to its end"
+                    );
+                }
+                return Ok(Some(letter));
             }
         }
     }

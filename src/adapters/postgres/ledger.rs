@@ -148,3 +148,18 @@ pub async fn recorded(
         .await?;
     Ok(row.is_some())
 }
+
+/// How many letters the ledger records as sent before `until` (for `redrive` to compare with
+/// what the topic gave).
+pub async fn recorded_before(
+    client: &tokio_postgres::Client,
+    until: DateTime<Utc>,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM dead_letters WHERE sent_at <= $1",
+            &[&until],
+        )
+        .await?
+        .get(0))
+}
