@@ -53,10 +53,28 @@ pub struct ConsumerSettings {
 /// Turns librdkafka statistics into lag gauges and commits before partitions are taken away.
 pub struct IngestContext;
 
+/// Partitions whose broker gave an end offset before what was already consumed (said once
+/// each): their lag cannot be known, and is not reported as if it were.
+static WRONG_ENDS: std::sync::Mutex<Vec<(String, i32)>> = std::sync::Mutex::new(Vec::new());
+
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
         for topic in statistics.topics.values() {
             for (partition, stats) in &topic.partitions {
+                // A broker that answers a wrong end offset (tansu's memory storage; see the
+                // README's "Broker") would show a lag of 0 where there may be any: said loudly,
+                // and no lag reported for that partition.
+                if *partition >= 0 && stats.hi_offset >= 0 && stats.app_offset > stats.hi_offset {
+                    let key = (topic.topic.clone(), *partition);
+                    let mut said = WRONG_ENDS.lock().unwrap_or_else(|p| p.into_inner());
+                    if !said.contains(&key) {
+                        tracing::warn!(topic = %topic.topic, partition, end = stats.hi_offset,
+                            consumed = stats.app_offset,
+                            "the broker reports this partition's end before what was already consumed: its consumer lag is unknown");
+                        said.push(key);
+                    }
+                    continue;
+                }
                 // -1 is librdkafka's internal "unassigned" partition; lag -1 means unknown.
                 if *partition >= 0 && stats.consumer_lag >= 0 {
                     gauge!(super::metrics::CONSUMER_LAG, "topic" => topic.topic.clone(), "partition" => partition.to_string())
