@@ -670,9 +670,10 @@ async fn lookups_holding_their_whole_pool_leave_the_readiness_check_its_connecti
     let blocked = tokio::spawn(async move { http_get(port, &format!("/order/{uid}"), &[]).await });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!blocked.is_finished(), "the lookup should wait on the lock");
-    // Four seconds of the readiness check (it pings every second, giving up after 2 s;
-    // the lookup gives up after 5).
-    for _ in 0..8 {
+    // Three seconds of the readiness check (it pings every second, giving up after 2 s;
+    // the lookup's statement is stopped by the server after 4.5 s, and the lookup gives up
+    // after 5).
+    for _ in 0..6 {
         assert_eq!(serve.status("/readyz").await, Some(200));
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

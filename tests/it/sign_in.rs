@@ -3,14 +3,13 @@
 //! own login form.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::helpers::{Serve, free_port, http_get, wait_for};
 use crate::lookup::Stored;
-use crate::ui::{browser, url};
+use crate::ui::{browser, url, wait_visible};
 
 const SECRET: &str = "sign-in-test-secret";
 const ROLES: &str = "support=orders:read,orders:search,pii:read;viewer=orders:read,orders:search";
@@ -83,12 +82,11 @@ async fn api(stored: &Stored, provider: &Provider) -> Serve {
 
 /// Signs in at the provider's form, from wherever the service sent the browser.
 async fn sign_in_as(client: &Client, user: &str) {
+    wait_visible(client, "input[name=login]").await;
     let login = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("input[name=login]"))
+        .find(Locator::Css("input[name=login]"))
         .await
-        .unwrap_or_else(|e| panic!("no login form ({e})"));
+        .unwrap();
     login.send_keys(user).await.unwrap();
     let password = client
         .find(Locator::Css("input[name=password]"))
@@ -105,18 +103,7 @@ async fn sign_in_as(client: &Client, user: &str) {
 }
 
 async fn page_text(client: &Client, ready: &str) -> String {
-    if let Err(e) = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(ready))
-        .await
-    {
-        let html = client.source().await.unwrap_or_default();
-        panic!(
-            "{ready} never appeared ({e}) at {}:\n{html}",
-            url(client).await
-        );
-    }
+    wait_visible(client, ready).await;
     client
         .find(Locator::Css("body"))
         .await

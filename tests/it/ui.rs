@@ -92,7 +92,8 @@ async fn search(client: &Client, q: &str) {
         .unwrap();
 }
 
-async fn main_text(client: &Client, ready: &str) -> String {
+/// Waits up to 15 s for an element matching `ready`; fails with the page's source.
+pub async fn wait_visible(client: &Client, ready: &str) {
     if let Err(e) = client
         .wait()
         .at_most(Duration::from_secs(15))
@@ -105,6 +106,10 @@ async fn main_text(client: &Client, ready: &str) -> String {
             url(client).await
         );
     }
+}
+
+async fn main_text(client: &Client, ready: &str) -> String {
+    wait_visible(client, ready).await;
     // The page may still be swapping in: wait until nothing loads.
     wait_for(10, "the page to finish loading", || async {
         let busy = client

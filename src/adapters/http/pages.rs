@@ -46,6 +46,7 @@ pub fn templates(open: bool, sign_in: bool) -> anyhow::Result<Tera> {
             include_str!("../../../templates/message.html"),
         ),
         ("link.html", include_str!("../../../templates/link.html")),
+        ("items.html", include_str!("../../../templates/items.html")),
         (
             "customer.html",
             include_str!("../../../templates/customer.html"),
