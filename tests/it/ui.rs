@@ -384,16 +384,27 @@ async fn axe_violations(client: &Client) -> Vec<String> {
 async fn axe_finds_no_accessibility_violation_on_any_kind_of_page() {
     let stored = Stored::new(vec![]).await;
     rejected(&stored, "rejected8", PHONE_RULE).await;
-    let serve = stored.api(&[]).await;
+    let serve = stored
+        .api(&[("LINK_KEYS", "k1=a-key-for-the-ui-test-of-32-characters")])
+        .await;
     serve.wait_ready().await;
     let (_driver, client) = browser().await;
     let base = format!("http://127.0.0.1:{}", serve.http_port);
+    // A customer link, and the page a customer opens with it.
+    let (_, _, made) = http_get(serve.http_port, "/order/b563feb7b2b84b6test/link", &[])
+        .await
+        .unwrap();
+    let made: Value = serde_json::from_slice(&made).unwrap();
+    let link_url = made["url"].as_str().unwrap();
+    let customer = link_url[link_url.find("/c/").unwrap()..].to_owned();
     let pages = [
         ("home", "/", "table.orders"),
         ("order", "/orders/b563feb7b2b84b6test", "article.order"),
         ("search", "/?q=WBILMTESTTRACK", "table.orders"),
         ("not-found", "/orders/nosuchorder42", ".notice"),
         ("rejected", "/orders/rejected8", ".notice"),
+        ("link", "/orders/b563feb7b2b84b6test/link", ".notice"),
+        ("customer", customer.as_str(), "article.order"),
     ];
     for (width, suffix) in [(1100, ""), (390, "-phone")] {
         client.set_window_size(width, 1000).await.unwrap();
