@@ -438,3 +438,63 @@ fn serve_without_any_way_in_refuses_to_start_naming_the_settings() {
         "{stderr}"
     );
 }
+
+/// The web sign-in's ID tokens: checked as bearer tokens are (key, algorithm, issuer, times),
+/// for the sign-in's client as audience, and for the sign-in that sent the nonce.
+#[tokio::test]
+async fn an_id_token_opens_a_session_only_for_its_own_client_and_sign_in() {
+    use order_svc::adapters::auth::{JwtSettings, JwtVerifier};
+    let key = SigningKey::new("k1");
+    let provider = Provider::start(vec![key.jwk.clone()]).await;
+    let verifier = JwtVerifier::new(JwtSettings {
+        issuer: provider.issuer.clone(),
+        audience: None,
+        jwks_url: None,
+        scope_claim: "scope".into(),
+        roles_claim: None,
+        role_scopes: Vec::new(),
+    })
+    .unwrap();
+    let token = |extra: Value| key.sign(&claims(&provider.issuer, extra));
+    let good = token(json!({"aud": "order-svc", "nonce": "n-1"}));
+    assert!(
+        verifier
+            .verify_id_token(&good, "order-svc", "n-1")
+            .await
+            .is_ok()
+    );
+    // Replayed into another sign-in, issued to another client, or forged without the key.
+    assert!(
+        verifier
+            .verify_id_token(&good, "order-svc", "n-2")
+            .await
+            .is_err()
+    );
+    let other_client = token(json!({"aud": "another-app", "nonce": "n-1"}));
+    assert!(
+        verifier
+            .verify_id_token(&other_client, "order-svc", "n-1")
+            .await
+            .is_err()
+    );
+    let no_nonce = token(json!({"aud": "order-svc"}));
+    assert!(
+        verifier
+            .verify_id_token(&no_nonce, "order-svc", "n-1")
+            .await
+            .is_err()
+    );
+    let forger = SigningKey::new("k1");
+    let forged = forger.sign(&claims(
+        &provider.issuer,
+        json!({"aud": "order-svc", "nonce": "n-1"}),
+    ));
+    assert!(
+        verifier
+            .verify_id_token(&forged, "order-svc", "n-1")
+            .await
+            .is_err()
+    );
+    // And no bearer token passes where no audience is configured for bearer tokens.
+    assert!(verifier.verify(&good).await.is_err());
+}
