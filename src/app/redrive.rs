@@ -9,14 +9,18 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::kafka::redrive::{DeadLetterReader, Resender};
-use crate::adapters::postgres::{connect_named, ledger};
+use crate::adapters::postgres::pool::{PgStore, pool};
+use crate::domain::message::MessageId;
+use crate::domain::ports::DeadLetterLedger;
 use crate::domain::redrive::{Redrive, Resend, Summary, Verdict};
 use crate::settings::RedriveSettings;
 
 pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
     let kafka = &settings.kafka;
     kafka.connection.warn_weaknesses();
-    let ledger_db = connect_named(&settings.url).await?;
+    // The ledger `serve` keeps (one connection): which letters order-svc really sent.
+    let timeout = std::time::Duration::from_secs(30);
+    let ledger = PgStore::new(pool(&settings.url, 1, timeout)?, timeout);
     let started = chrono::Utc::now();
     // Distinct origins read that the ledger records, to compare with its count at the end.
     let mut recorded_read = std::collections::HashSet::new();
@@ -33,22 +37,27 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
         summary.read += 1;
         let recorded = match letter.origin() {
             Some(origin) => {
-                let hash = Sha256::digest(letter.payload.as_deref().unwrap_or(&[]));
-                ledger::recorded(
-                    &ledger_db,
-                    &origin.topic,
-                    origin.partition,
-                    origin.offset,
-                    hash.as_slice(),
-                )
-                .await
-                .context("cannot read the dead-letter ledger (DATABASE_URL)")?
+                let id = MessageId {
+                    topic: origin.topic.clone(),
+                    partition: origin.partition,
+                    offset: origin.offset,
+                    payload_hash: Sha256::digest(letter.payload.as_deref().unwrap_or_default())
+                        .into(),
+                };
+                let recorded = ledger
+                    .dead_lettered(std::slice::from_ref(&id))
+                    .await
+                    .context("cannot read the dead-letter ledger (DATABASE_URL)")?
+                    .first()
+                    .copied()
+                    .unwrap_or(false);
+                if recorded {
+                    recorded_read.insert(origin);
+                }
+                recorded
             }
             None => false,
         };
-        if recorded && let Some(origin) = letter.origin() {
-            recorded_read.insert(origin);
-        }
         let resend = match redrive.judge(letter, recorded) {
             Verdict::Send(resend) => resend,
             skipped => {
@@ -117,7 +126,8 @@ pub async fn run(settings: RedriveSettings) -> anyhow::Result<()> {
         settings.dlq_topic, kafka.topic
     );
     // What the topic gave against what the ledger says was set aside before the run.
-    let in_ledger = ledger::recorded_before(&ledger_db, started)
+    let in_ledger = ledger
+        .recorded_before(started)
         .await
         .context("cannot count the dead-letter ledger (DATABASE_URL)")?;
     let read_recorded = recorded_read.len() as i64;

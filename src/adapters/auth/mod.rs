@@ -190,6 +190,10 @@ impl RateLimits {
     /// `Err(wait)` when `peer` presented too many failed credentials lately: refused before
     /// anything it presents is checked.
     pub fn check_blocked(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
+        // Budgets off (benchmarks): no lookup on every request.
+        if self.failures.is_none() {
+            return Ok(());
+        }
         match self.blocked.get(&peer) {
             Some(until) if until > std::time::Instant::now() => {
                 Err(until - std::time::Instant::now())

@@ -40,10 +40,10 @@ async fn make(
     let uid = OrderUid::parse(uid).map_err(|_| ApiError::InvalidUid)?;
     state.access.guard.link(ctx.asked(), &uid).await?;
     let (token, expires) = links.signer.sign(&uid, Utc::now().timestamp());
-    let base = links.base.clone().unwrap_or_else(|| {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    });
+    let base = links
+        .base
+        .clone()
+        .unwrap_or_else(|| super::sign_in::origin(req));
     let expires = DateTime::from_timestamp(expires, 0).unwrap_or_default();
     Ok((ctx, format!("{base}/c/{token}"), expires))
 }
@@ -113,6 +113,14 @@ async fn customer_page(
         );
         response
     };
+    // The same answer for a link not ours as for an order not stored.
+    let not_valid = || {
+        gone(
+            StatusCode::NOT_FOUND,
+            "This link is not valid",
+            "Check that the whole link was copied, or ask the shop's support for a new one.",
+        )
+    };
     let uid = match links.signer.verify(&token, Utc::now().timestamp()) {
         Ok(uid) => uid,
         Err(LinkRefusal::Expired) => {
@@ -122,23 +130,11 @@ async fn customer_page(
                 "Ask the shop's support for a new one.",
             );
         }
-        Err(LinkRefusal::Invalid) => {
-            return gone(
-                StatusCode::NOT_FOUND,
-                "This link is not valid",
-                "Check that the whole link was copied, or ask the shop's support for a new one.",
-            );
-        }
+        Err(LinkRefusal::Invalid) => return not_valid(),
     };
     let order = match state.access.guard.for_customer(&uid).await {
         Ok(order) => order,
-        Err(Refusal::Lookup(crate::domain::lookup::LookupError::NotFound)) => {
-            return gone(
-                StatusCode::NOT_FOUND,
-                "This link is not valid",
-                "Check that the whole link was copied, or ask the shop's support for a new one.",
-            );
-        }
+        Err(Refusal::Lookup(crate::domain::lookup::LookupError::NotFound)) => return not_valid(),
         Err(e) => {
             tracing::warn!(error = %e, "a customer link's order cannot be read");
             return gone(

@@ -92,12 +92,21 @@ pub(crate) async fn identify(
         })
         .transpose()?;
     let peer = req.peer_addr().map(|a| a.ip());
-    let limited = |wait: Duration| {
-        counter!(metrics::RATE_LIMITED, "budget" => "failures").increment(1);
-        ApiError::RateLimited(wait.as_secs().max(1))
+    let limited = |budget: &'static str| {
+        move |wait: Duration| {
+            counter!(metrics::RATE_LIMITED, "budget" => budget).increment(1);
+            ApiError::RateLimited(wait.as_secs().max(1))
+        }
     };
-    state.access.limits.check_blocked(peer).map_err(limited)?;
-    let cookie = req.cookie(SESSION_COOKIE);
+    state
+        .access
+        .limits
+        .check_blocked(peer)
+        .map_err(limited("failures"))?;
+    // The cookie only counts without a header, and only where people may sign in.
+    let cookie = (presented.is_none() && state.access.auth.sign_in.is_some())
+        .then(|| req.cookie(SESSION_COOKIE))
+        .flatten();
     let (caller, session) = match state
         .access
         .auth
@@ -112,10 +121,11 @@ pub(crate) async fn identify(
         Err(e) => return Err(e.into()),
     };
     let who = || Principal::of(&caller, peer);
-    state.access.limits.check(budget, who).map_err(|wait| {
-        counter!(metrics::RATE_LIMITED, "budget" => budget.as_str()).increment(1);
-        ApiError::RateLimited(wait.as_secs().max(1))
-    })?;
+    state
+        .access
+        .limits
+        .check(budget, who)
+        .map_err(limited(budget.as_str()))?;
     Ok(Ctx {
         caller,
         session,

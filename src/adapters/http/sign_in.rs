@@ -33,7 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `<scheme>://<host>` of the request, as the browser addressed it.
-fn origin(req: &HttpRequest) -> String {
+pub(crate) fn origin(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
 }

@@ -130,36 +130,23 @@ fn id_columns<'a>(ids: impl Iterator<Item = &'a MessageId>) -> IdColumns<'a> {
     cols
 }
 
-/// Whether the ledger holds a letter sent for the message at `topic`/`partition`/`offset`
-/// whose payload hashes to `payload_hash` (for `redrive`, on its own connection).
-pub async fn recorded(
-    client: &tokio_postgres::Client,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    payload_hash: &[u8],
-) -> Result<bool, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            r#"SELECT 1 FROM dead_letters WHERE topic = $1 AND partition = $2
-               AND "offset" = $3 AND payload_hash = $4"#,
-            &[&topic, &partition, &offset, &payload_hash],
-        )
-        .await?;
-    Ok(row.is_some())
-}
-
-/// How many letters the ledger records as sent before `until` (for `redrive` to compare with
-/// what the topic gave).
-pub async fn recorded_before(
-    client: &tokio_postgres::Client,
-    until: DateTime<Utc>,
-) -> Result<i64, tokio_postgres::Error> {
-    Ok(client
-        .query_one(
-            "SELECT count(*) FROM dead_letters WHERE sent_at <= $1",
-            &[&until],
-        )
-        .await?
-        .get(0))
+impl PgStore {
+    /// How many letters the ledger records as sent before `until` (for `redrive` to compare
+    /// with what the topic gave).
+    pub async fn recorded_before(&self, until: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.timed(Op::DeadLettered, async {
+            let mut client = self.conn().await?;
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM dead_letters WHERE sent_at <= $1",
+                    &[&until],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            client.keep();
+            Ok(n)
+        })
+        .await
+    }
 }
