@@ -8,7 +8,7 @@ use metrics::Unit;
 
 use std::sync::Arc;
 
-use crate::domain::browse::{OrderIndex, OrderSummary, RejectionRecord, Search};
+use crate::domain::browse::{IndexError, OrderIndex, OrderSummary, RejectionRecord, Search};
 use crate::domain::lookup::{LookupError, OrderView};
 use crate::domain::metrics::{Kind, Labels, Metric};
 use crate::domain::order::OrderUid;
@@ -343,7 +343,7 @@ impl<I: OrderIndex> OrderIndex for RememberedRejections<I> {
         search: &Search,
         before: Option<&Position>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(Position, OrderSummary)>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Vec<(Position, OrderSummary)>, IndexError>> + Send {
         self.index.summaries(search, before, limit)
     }
 

@@ -22,6 +22,12 @@ pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
 /// The longest search value taken (customer ids are free text; the rest are shorter).
 pub const MAX_VALUE_LEN: usize = 256;
+/// The most orders a search may match (older than its cursor) and still be answered. Its
+/// fields' indexes are hash indexes, in no time order, so the newest matches are found by
+/// sorting every match: a value that thousands of orders share (a test customer, a
+/// marketplace's shared phone) would cost a sort of all of them per page. Past this bound
+/// the search is refused as too broad, naming the bound, and costs at most this many rows.
+pub const MAX_MATCHES: usize = 10_000;
 
 /// A stored order in one line: what a list of orders shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -273,16 +279,29 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Why an [`OrderIndex`] gives no summaries.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// More than [`MAX_MATCHES`] orders match a search that restricts: none are sorted.
+    #[error("more than {MAX_MATCHES} orders match")]
+    TooMany,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Reading summaries and dead-letter records (the driven port; PostgreSQL implements it).
 pub trait OrderIndex: Clone + Send + Sync + 'static {
     /// Up to `limit` orders matching `search` stored before `before` (everything when
-    /// `None`), newest first.
+    /// `None`), newest first. A search that restricts and matches more than
+    /// [`MAX_MATCHES`] orders before `before` is [`IndexError::TooMany`], found without
+    /// reading more than `MAX_MATCHES` + 1 of them.
     fn summaries(
         &self,
         search: &Search,
         before: Option<&Position>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(Position, OrderSummary)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Position, OrderSummary)>, IndexError>> + Send;
 
     /// Up to `limit` dead-letter records of `uid` (all when `None`) with an id below
     /// `before`, newest first.
@@ -300,6 +319,9 @@ pub enum BrowseError {
     /// The request itself is wrong; the message says how.
     #[error("{0}")]
     Invalid(String),
+    /// The search matches too many orders to sort; another criterion narrows it.
+    #[error("more than {MAX_MATCHES} orders match this search; add a criterion that narrows it")]
+    TooBroad,
     /// The store cannot be reached.
     #[error("the order store is unavailable: {0}")]
     Unavailable(String),
@@ -313,6 +335,15 @@ impl From<StoreError> for BrowseError {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(format!("{e:#}")),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IndexError> for BrowseError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::TooMany => Self::TooBroad,
+            IndexError::Store(e) => e.into(),
         }
     }
 }
@@ -394,7 +425,7 @@ impl<I: OrderIndex> Browser<I> {
         search: &Search,
         before: Option<&Position>,
         limit: usize,
-    ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+    ) -> Result<Vec<(Position, OrderSummary)>, IndexError> {
         if !search.is_everything() || before.is_some() || self.ttl.is_zero() {
             return self.index.summaries(search, before, limit + 1).await;
         }
@@ -493,7 +524,7 @@ mod tests {
             search: &Search,
             before: Option<&Position>,
             limit: usize,
-        ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+        ) -> Result<Vec<(Position, OrderSummary)>, IndexError> {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let at = |i: usize| DateTime::from_timestamp(1_000_000 - i as i64, 0).unwrap();
             Ok((0..self.n)

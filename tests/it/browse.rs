@@ -409,3 +409,86 @@ async fn a_dead_letters_long_key_is_kept_as_a_prefix_and_the_hash_of_the_whole()
     assert_eq!(shown[0], short);
     assert_eq!(shown[1], format!("{}… (cut; sha256 {hex})", &long[..256]));
 }
+
+/// `n` more copies of order `uid` for customer `crowd`, uids and transactions `crowd<i>`
+/// and `crowd<i>` counted on from `from`, each stored a millisecond before the last.
+async fn crowd(client: &tokio_postgres::Client, uid: &str, from: i32, n: i32) {
+    for table in ["orders", "deliveries", "payments"] {
+        let changed = match table {
+            "orders" => {
+                "'order_uid', 'crowd' || g, 'customer_id', 'crowd', \
+                 'ingested_at', o.ingested_at - g * interval '1 ms'"
+            }
+            "payments" => "'order_uid', 'crowd' || g, 'transaction', 'crowd' || g",
+            _ => "'order_uid', 'crowd' || g",
+        };
+        let sql = format!(
+            "INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table}, \
+                 to_jsonb(o) || jsonb_build_object({changed}))).* \
+             FROM {table} o, generate_series($2::int, $3::int) g WHERE o.order_uid = $1"
+        );
+        client
+            .execute(&sql, &[&uid, &from, &(from + n - 1)])
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_search_matching_more_orders_than_it_may_sort_is_refused_and_a_narrower_one_answers() {
+    use order_svc::domain::browse::MAX_MATCHES;
+    let stored = Stored::new(vec![]).await;
+    let client = stored.db.client().await;
+    let max = i32::try_from(MAX_MATCHES).unwrap();
+    crowd(&client, stored.uid(0), 1, max).await;
+    let serve = stored.api(&[]).await;
+    serve.wait_ready().await;
+
+    // Exactly the bound: answered, newest first, a page at a time.
+    let (status, body) = get_json(&serve, "/orders?customer_id=crowd&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    let page: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["order_uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, ["crowd1", "crowd2", "crowd3"]);
+    let next = body["next"].as_str().expect("more pages").to_owned();
+    let (status, body) = get_json(
+        &serve,
+        &format!("/orders?customer_id=crowd&limit=1&before={next}"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["items"][0]["order_uid"]),
+        (200, &"crowd4".into())
+    );
+
+    // One past it: refused, by a code of its own, in the document's words.
+    crowd(&client, stored.uid(0), max + 1, 1).await;
+    let path = "/orders?customer_id=crowd&limit=3";
+    let (status, body) = get_json(&serve, path).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "too_many_matches", "{body}");
+    documented(&serve, path, 422, &body).await;
+    let (status, body) = get_json(&serve, "/orders?q=crowd").await;
+    assert_eq!((status, &body["error"]), (422, &"too_many_matches".into()));
+    // Past the first page fewer than the bound are older than the cursor: answered again.
+    let (status, body) = get_json(
+        &serve,
+        &format!("/orders?customer_id=crowd&limit=1&before={next}"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["items"][0]["order_uid"]),
+        (200, &"crowd4".into())
+    );
+    // A criterion more narrows it to what can be sorted.
+    let (status, body) = get_json(&serve, "/orders?customer_id=crowd&transaction=crowd77").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(uids(&body), BTreeSet::from(["crowd77".to_owned()]));
+    // The unrestricted list is never capped.
+    let (status, _) = get_json(&serve, "/orders?limit=1").await;
+    assert_eq!(status, 200);
+}

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// A query parameter is wrong; the text says which and how.
     #[error("{0}")]
     InvalidQuery(String),
+    /// A search that matches more orders than one may sort.
+    #[error("{0}")]
+    TooManyMatches(String),
     #[error("no such resource")]
     NoRoute,
     #[error("method not allowed")]
@@ -61,6 +64,7 @@ impl ApiError {
             Self::InvalidUid => "invalid_uid",
             Self::NotFound | Self::NoRoute => "not_found",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::TooManyMatches(_) => "too_many_matches",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UriTooLong => "uri_too_long",
             Self::Unavailable => "unavailable",
@@ -100,6 +104,7 @@ impl From<BrowseError> for ApiError {
     fn from(e: BrowseError) -> Self {
         match e {
             BrowseError::Invalid(why) => Self::InvalidQuery(why),
+            e @ BrowseError::TooBroad => Self::TooManyMatches(e.to_string()),
             BrowseError::Unavailable(detail) => {
                 tracing::warn!(%detail, "browse failed: store unavailable");
                 Self::Unavailable
@@ -141,6 +146,7 @@ impl ResponseError for ApiError {
         match self {
             Self::InvalidUid | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::TooManyMatches(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::Unavailable | Self::AuditUnavailable | Self::AuthUnavailable => {

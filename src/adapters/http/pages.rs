@@ -203,6 +203,14 @@ async fn render_index(req: HttpRequest, state: &AppState) -> HttpResponse {
         Err(Refusal::Browse(BrowseError::Invalid(why))) => {
             return message_page(tera, StatusCode::BAD_REQUEST, "Bad request", &why);
         }
+        Err(Refusal::Browse(e @ BrowseError::TooBroad)) => {
+            return message_page(
+                tera,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Too many orders match",
+                &e.to_string(),
+            );
+        }
         Err(Refusal::Browse(BrowseError::Unavailable(_))) => return unavailable(tera),
         Err(Refusal::Browse(e)) => {
             tracing::error!(error = %e, "browse failed");

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::*;
 use crate::domain::access::Scopes;
 use crate::domain::browse::{
-    Browser, Criterion, OrderIndex, OrderSummary, RejectionRecord, Search,
+    Browser, Criterion, IndexError, OrderIndex, OrderSummary, RejectionRecord, Search,
 };
 use crate::domain::guard::{AuditQuery, AuditRecord, AuditTrail, Recorded, ValueHasher};
 use crate::domain::lookup::{FindOrder, Found, LookupError, OrderView, Source};
@@ -37,7 +37,8 @@ impl FindOrder for Fake {
 
 /// Echoes what it was asked in the summary it returns (the criteria in `customer_id`,
 /// the cursor's uid in `city`), so a test sees what reached the store; `rejected1` has
-/// one dead-letter record; a search for `down` finds the store unavailable.
+/// one dead-letter record; a search for `down` finds the store unavailable, one for
+/// `everyone` matches too many orders.
 #[derive(Clone)]
 struct FakeIndex;
 
@@ -47,7 +48,7 @@ impl OrderIndex for FakeIndex {
         search: &Search,
         before: Option<&Position>,
         limit: usize,
-    ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
+    ) -> Result<Vec<(Position, OrderSummary)>, IndexError> {
         let said = |c: &Criterion| format!("{}={}", c.field.param(), c.value);
         let all: Vec<String> = search.all.iter().map(said).collect();
         let any: Vec<String> = search.any.iter().map(said).collect();
@@ -57,7 +58,15 @@ impl OrderIndex for FakeIndex {
             .chain(&search.all)
             .any(|c| c.value == "down")
         {
-            return Err(StoreError::Unavailable(anyhow::anyhow!("refused")));
+            return Err(StoreError::Unavailable(anyhow::anyhow!("refused")).into());
+        }
+        if search
+            .any
+            .iter()
+            .chain(&search.all)
+            .any(|c| c.value == "everyone")
+        {
+            return Err(IndexError::TooMany);
         }
         let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         Ok((0..limit.min(3))
@@ -181,6 +190,19 @@ async fn browsing_takes_searches_and_pages_and_refuses_what_it_cannot_use() {
         assert_eq!(body["error"], "invalid_query", "{bad}: {body}");
     }
     assert_eq!(json("/orders?customer_id=down").await.0, 503);
+    let (status, body) = json("/orders?customer_id=everyone").await;
+    assert_eq!((status, &body["error"]), (422, &"too_many_matches".into()));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 10000"),
+        "{body}"
+    );
+    let (status, _, page) = get("/?q=everyone", &[]).await;
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("Too many orders match"), "{page}");
 }
 
 /// Keeps what it is given, or refuses everything when `broken`.

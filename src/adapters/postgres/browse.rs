@@ -12,7 +12,9 @@ use tokio_postgres::types::ToSql;
 
 use super::metrics::Op;
 use super::pool::{PgStore, db_error};
-use crate::domain::browse::{Field, OrderIndex, OrderSummary, RejectionRecord, Search};
+use crate::domain::browse::{
+    Field, IndexError, MAX_MATCHES, OrderIndex, OrderSummary, RejectionRecord, Search,
+};
 use crate::domain::order::OrderUid;
 use crate::domain::ports::{Position, StoreError};
 
@@ -41,6 +43,11 @@ fn matching(field: Field, n: usize) -> String {
 /// planner starts from that field's index and reaches the other tables by primary key (an
 /// `IN (subquery)` would read the searched table twice). Criteria of which any may match are
 /// one `IN (... UNION ...)`. Orders stored before V6 have no `item_count`: theirs are counted.
+///
+/// A search that restricts reads at most [`MAX_MATCHES`] + 1 matches (its indexes are hash
+/// indexes: matches come in no time order, and all of them are sorted) and says how many it
+/// read in a tenth column, counted before the page's `LIMIT`; the unrestricted list walks
+/// orders_ingested_at_uid_idx backwards and stops at the page.
 fn statement<'a>(search: &'a Search, before: Option<&'a Position>) -> (String, Vec<&'a str>) {
     let mut values: Vec<&str> = Vec::new();
     let mut conditions: Vec<String> = Vec::new();
@@ -70,13 +77,22 @@ fn statement<'a>(search: &'a Search, before: Option<&'a Position>) -> (String, V
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
+    let (matched, cap) = if search.is_everything() {
+        ("", String::new())
+    } else {
+        (", count(*) OVER ()", format!("LIMIT {}", MAX_MATCHES + 1))
+    };
     let sql = format!(
-        "SELECT o.ingested_at, o.order_uid, o.date_created, o.customer_id, d.name, d.city, \
-                p.amount, p.currency, \
-                coalesce(o.item_count::int8, \
-                         (SELECT count(*) FROM items i WHERE i.order_uid = o.order_uid)) \
-         FROM orders o JOIN deliveries d USING (order_uid) JOIN payments p USING (order_uid) \
-         {filter} ORDER BY o.ingested_at DESC, o.order_uid DESC LIMIT ${limit}"
+        "SELECT s.ingested_at, s.order_uid, s.date_created, s.customer_id, s.name, s.city, \
+                s.amount, s.currency, \
+                coalesce(s.item_count::int8, \
+                         (SELECT count(*) FROM items i WHERE i.order_uid = s.order_uid)){matched} \
+         FROM (SELECT o.ingested_at, o.order_uid, o.date_created, o.customer_id, d.name, \
+                      d.city, p.amount, p.currency, o.item_count \
+               FROM orders o JOIN deliveries d USING (order_uid) \
+                             JOIN payments p USING (order_uid) \
+               {filter} {cap}) s \
+         ORDER BY s.ingested_at DESC, s.order_uid DESC LIMIT ${limit}"
     );
     (sql, values)
 }
@@ -147,25 +163,35 @@ impl OrderIndex for PgStore {
         search: &Search,
         before: Option<&Position>,
         limit: usize,
-    ) -> Result<Vec<(Position, OrderSummary)>, StoreError> {
-        self.timed(Op::Browse, async {
-            let (sql, values) = statement(search, before);
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let before_uid = before.map(|p| p.uid.as_str());
-            let mut params: Vec<&(dyn ToSql + Sync)> =
-                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            if let (Some(p), Some(uid)) = (before, before_uid.as_ref()) {
-                params.push(&p.stored_at);
-                params.push(uid);
-            }
-            params.push(&limit);
-            let mut client = self.conn().await?;
-            let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
-            let rows = client.query(&statement, &params).await.map_err(db_error)?;
-            client.keep();
-            rows.iter().map(summary).collect()
-        })
-        .await
+    ) -> Result<Vec<(Position, OrderSummary)>, IndexError> {
+        let rows = self
+            .timed(Op::Browse, async {
+                let (sql, values) = statement(search, before);
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let before_uid = before.map(|p| p.uid.as_str());
+                let mut params: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                if let (Some(p), Some(uid)) = (before, before_uid.as_ref()) {
+                    params.push(&p.stored_at);
+                    params.push(uid);
+                }
+                params.push(&limit);
+                let mut client = self.conn().await?;
+                let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+                let rows = client.query(&statement, &params).await.map_err(db_error)?;
+                client.keep();
+                Ok(rows)
+            })
+            .await?;
+        let matched = |row: &Row| row.try_get::<_, i64>(9).ok();
+        if rows
+            .first()
+            .and_then(matched)
+            .is_some_and(|n| n > MAX_MATCHES as i64)
+        {
+            return Err(IndexError::TooMany);
+        }
+        Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
     }
 
     async fn rejections(
