@@ -226,6 +226,10 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
 
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (store2, accepted2) = (store.clone(), accepted.clone());
+    let first2 = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        (order_svc::domain::order::ContentHash, Vec<u8>),
+    >::new()));
     let result = tokio::task::spawn_blocking(move || {
         // A fixed seed: the same 1 000 orders every run, so a failure always reproduces.
         let config = Config {
@@ -246,24 +250,55 @@ async fn every_accepted_order_is_stored_and_read_back_from_postgres_unchanged() 
                 let outcome = store2.store_batch(std::slice::from_ref(&checked)).await;
                 (outcome, store2.find(&uid).await)
             });
+            // What this uid must give: the first version stored in this run is the one kept.
+            let mut first = first2.lock().unwrap();
+            let expected = match first.get(uid.as_str()) {
+                None => StoreOutcome::Inserted,
+                Some((hash, _)) if hash == checked.content_hash() => StoreOutcome::SameContent,
+                Some(_) => StoreOutcome::OtherContent,
+            };
+            let kept = first
+                .entry(uid.as_str().to_owned())
+                .or_insert_with(|| (*checked.content_hash(), checked.json().to_vec()));
             match outcome {
-                Ok(o) => prop_assert!(matches!(
-                    o[0],
-                    StoreOutcome::Inserted | StoreOutcome::SameContent | StoreOutcome::OtherContent
-                ),),
+                Ok(o) => prop_assert_eq!(&o[0], &expected, "{}", value),
                 Err(e) => prop_assert!(false, "accepted but refused by PostgreSQL: {e}\n{value}"),
             }
             let back =
                 back.map_err(|e| TestCaseError::fail(format!("read back failed: {e}\n{value}")))?;
             let back = back.ok_or_else(|| TestCaseError::fail("not found after storing"))?;
-            // Another case may have stored this uid first with other content.
-            if back.hash == *checked.content_hash() {
-                prop_assert_eq!(
-                    String::from_utf8_lossy(&back.json),
-                    String::from_utf8_lossy(checked.json()),
-                    "read back other bytes than were served"
-                );
-            }
+            prop_assert_eq!(&back.hash, &kept.0, "another hash read back");
+            prop_assert_eq!(
+                String::from_utf8_lossy(&back.json),
+                String::from_utf8_lossy(&kept.1),
+                "read back other bytes than were served"
+            );
+            // The same order again is a redelivery; one that differs in one field, a conflict
+            // that changes nothing stored.
+            let mut other = value.clone();
+            let sm_id = other["sm_id"].as_i64().unwrap_or(1);
+            other["sm_id"] = (if sm_id == 1 { 2 } else { 1 }).into();
+            let other = serde_json::to_vec(&other).unwrap();
+            let other = accept(&other, 1 << 20, Consistency::Warn)
+                .map_err(|e| TestCaseError::fail(format!("sm_id 1 or 2 refused: {e:?}")))?;
+            let (again, conflict, back) = handle.block_on(async {
+                let again = store2.store_batch(std::slice::from_ref(&checked)).await;
+                let conflict = store2.store_batch(std::slice::from_ref(&other)).await;
+                (again, conflict, store2.find(&uid).await)
+            });
+            let again = again.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let conflict = conflict.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let same = if kept.0 == *checked.content_hash() {
+                StoreOutcome::SameContent
+            } else {
+                StoreOutcome::OtherContent
+            };
+            prop_assert_eq!(again[0], same, "stored again");
+            prop_assert_eq!(conflict[0], StoreOutcome::OtherContent, "another sm_id");
+            let back = back
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .ok_or_else(|| TestCaseError::fail("gone after a conflict"))?;
+            prop_assert_eq!(&back.json, &kept.1, "a conflict changed what is stored");
             Ok(())
         })
     })
