@@ -36,13 +36,14 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    // From now on the only producer is serve's dead-letter producer: its next three
-    // publishes are refused outright, the fourth is called too large.
+    // From now on the only producer is serve's dead-letter producer: its next five
+    // publishes are refused outright (enough of them, with the retries' backoff, to outlast
+    // more than one auto-commit), the next is called too large.
     let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
     let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
     cluster.request_errors(
         RDKafkaApiKey::Produce,
-        &[refused, refused, refused, too_large],
+        &[refused, refused, refused, refused, refused, too_large],
     );
 
     let db = TestDb::unique();
@@ -56,25 +57,50 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
     ])
     .await;
 
-    let refusals = wait_for(60, "the dead-letter producer to be refused", || async {
+    wait_for(60, "the dead-letter producer to be refused", || async {
         let n = serve
             .metric("order_svc_producer_sends_total{producer=\"dead_letters\",result=\"error\"}")
             .await;
-        (n >= 1.0).then_some(n)
+        (n >= 1.0).then_some(())
     })
     .await;
-    assert!(refusals >= 1.0);
-    let held = committed_total_on(&brokers, topic, "g");
+    // Until the letter is out, not everything is committed, however many auto-commits (every
+    // second) pass meanwhile: read until it is published.
+    let refused_at = std::time::Instant::now();
+    let mut reads = 0;
+    loop {
+        let truncated = serve
+            .metric_or_zero(
+                "order_svc_producer_sends_total{producer=\"dead_letters\",result=\"truncated\"}",
+            )
+            .await;
+        if truncated >= 1.0 {
+            break;
+        }
+        let held = committed_total_on(&brokers, topic, "g");
+        assert!(
+            held < messages.len() as i64,
+            "everything was committed ({held}) while a dead letter was undelivered"
+        );
+        reads += 1;
+        assert!(
+            refused_at.elapsed() < Duration::from_secs(90),
+            "never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let undelivered = refused_at.elapsed();
+    eprintln!("undelivered for {undelivered:?}, {reads} reads");
     assert!(
-        held < messages.len() as i64,
-        "everything was committed ({held}) while a dead letter was undelivered"
+        undelivered > Duration::from_millis(1500) && reads >= 5,
+        "the letter was out after {undelivered:?}: too soon to see an auto-commit"
     );
 
     wait_for(90, "every message committed", || async {
         (committed_total_on(&brokers, topic, "g") == messages.len() as i64).then_some(())
     })
     .await;
-    assert!(serve.metric("order_svc_ingest_retries_total").await >= 3.0);
+    assert!(serve.metric("order_svc_ingest_retries_total").await >= 5.0);
     assert_eq!(
         serve
             .metric(
