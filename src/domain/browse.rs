@@ -353,11 +353,16 @@ impl From<IndexError> for BrowseError {
 pub struct PageRequest {
     /// Rows wanted; [`DEFAULT_LIMIT`] when absent.
     pub limit: Option<String>,
-    /// The cursor of the page before.
+    /// The cursor of the page before (empty: none).
     pub before: Option<String>,
 }
 
 impl PageRequest {
+    /// The cursor given, if any: an empty one (a form's blank field) is the first page.
+    fn cursor(&self) -> Option<&str> {
+        self.before.as_deref().filter(|c| !c.is_empty())
+    }
+
     fn limit(&self) -> Result<usize, BrowseError> {
         match self.limit.as_deref() {
             None => Ok(DEFAULT_LIMIT),
@@ -449,7 +454,7 @@ impl<I: OrderIndex> Browser<I> {
         page: PageRequest,
     ) -> Result<Page<OrderSummary>, BrowseError> {
         let limit = page.limit()?;
-        let before = match page.before.as_deref() {
+        let before = match page.cursor() {
             None => None,
             Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
                 BrowseError::Invalid("before is not a cursor this service gave".into())
@@ -474,7 +479,7 @@ impl<I: OrderIndex> Browser<I> {
         page: PageRequest,
     ) -> Result<Page<RejectionRecord>, BrowseError> {
         let limit = page.limit()?;
-        let before = match page.before.as_deref() {
+        let before = match page.cursor() {
             None => None,
             Some(raw) => Some(decode_rejection_cursor(raw).ok_or_else(|| {
                 BrowseError::Invalid("before is not a cursor this service gave".into())

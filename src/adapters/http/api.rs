@@ -222,6 +222,8 @@ pub async fn list_audit(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
                                 .to_utc(),
                         );
                     }
+                    // Empty, as a blank form field sends it: the first page.
+                    "before" if value.is_empty() => {}
                     "before" => {
                         query.before = Some(decode_rejection_cursor(&value).ok_or_else(|| {
                             ApiError::InvalidQuery("before is not a cursor of ours".into())

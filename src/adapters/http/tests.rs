@@ -190,6 +190,14 @@ async fn browsing_takes_searches_and_pages_and_refuses_what_it_cannot_use() {
         assert_eq!(body["error"], "invalid_query", "{bad}: {body}");
     }
     assert_eq!(json("/orders?customer_id=down").await.0, 503);
+    // An empty cursor, as a blank form field sends it, is the first page.
+    let (status, body) = json("/orders?limit=2&before=").await;
+    assert_eq!(
+        (status, &body["items"][0]["city"]),
+        (200, &"".into()),
+        "{body}"
+    );
+    assert_eq!(json("/rejections?before=").await.0, 200);
     let (status, body) = json("/orders?customer_id=everyone").await;
     assert_eq!((status, &body["error"]), (422, &"too_many_matches".into()));
     assert!(
