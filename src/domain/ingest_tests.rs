@@ -17,18 +17,30 @@ struct FakeStore {
     letters: Mutex<HashSet<MessageId>>,
     /// Fail this many store calls with `Unavailable` before working.
     failures: AtomicUsize,
+    /// Calls of `store_batch`.
+    calls: AtomicUsize,
     /// Fail this many ledger records with `Unavailable` before working.
     record_failures: AtomicUsize,
 }
 
 impl OrderStore for Arc<FakeStore> {
     async fn store_batch(&self, orders: &[CheckedOrder]) -> Result<Vec<StoreOutcome>, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             return Err(StoreError::Unavailable(anyhow::anyhow!("down")));
         }
         if orders.iter().any(|o| o.order().customer_id == "refuse") {
             return Err(StoreError::Refused("check violation".into()));
+        }
+        // As PostgreSQL does (one statement cannot insert a key twice): the use case must
+        // never send two versions of a uid in one call.
+        let mut uids = HashSet::new();
+        if let Some(twice) = orders.iter().find(|o| !uids.insert(o.uid())) {
+            return Err(StoreError::Refused(format!(
+                "{} twice in one call",
+                twice.uid()
+            )));
         }
         let mut stored = self.orders.lock().unwrap();
         Ok(orders
@@ -152,6 +164,9 @@ async fn every_message_gets_exactly_one_outcome() {
         *sink.sent.lock().unwrap(),
         vec![(3, "conflict"), (4, "malformed")]
     );
+    // Two rounds: the first versions, then b's second; never the two in one call (refused,
+    // then each again alone).
+    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
