@@ -561,3 +561,74 @@ fn free_text_has_a_bound_in_characters() {
         );
     }
 }
+
+/// The `(path, code)` of each broken rule after `mutate`, under `consistency`.
+fn codes(consistency: Consistency, mutate: impl FnOnce(&mut Order)) -> Vec<(String, String)> {
+    let mut order = canonical();
+    mutate(&mut order);
+    match check(order, consistency) {
+        Ok(_) => Vec::new(),
+        Err(r) => r.errors.into_iter().map(|e| (e.path, e.code)).collect(),
+    }
+}
+
+#[test]
+fn each_broken_rule_is_named_by_its_stable_code() {
+    type Mutation = fn(&mut Order);
+    let cases: [(&str, &str, Mutation); 9] = [
+        ("delivery.phone", "phone", |o| {
+            o.delivery.phone = "+97a0000000".into()
+        }),
+        ("delivery.phone", "phone", |o| o.delivery.phone = "+".into()),
+        ("delivery.email", "email", |o| {
+            o.delivery.email = "nobody".into()
+        }),
+        ("delivery.name", "empty", |o| o.delivery.name = " ".into()),
+        ("delivery.name", "too_long", |o| {
+            o.delivery.name = "n".repeat(257)
+        }),
+        ("delivery.city", "nul", |o| o.delivery.city = "a\0b".into()),
+        ("shardkey", "not_numeric", |o| o.shardkey = "9a".into()),
+        ("order_uid", "not_alphanumeric", |o| {
+            o.order_uid = "a-b".into()
+        }),
+        ("items", "no_items", |o| o.items.clear()),
+    ];
+    for (path, code, mutate) in cases {
+        assert_eq!(
+            codes(Consistency::Warn, mutate),
+            vec![(path.to_owned(), code.to_owned())],
+            "{path} {code}"
+        );
+    }
+    // No items is one broken rule even when totals are checked: the items' sum is not
+    // compared with goods_total when there are none to sum.
+    assert_eq!(
+        codes(Consistency::Reject, |o| o.items.clear()),
+        vec![("items".to_owned(), "no_items".to_owned())]
+    );
+}
+
+#[test]
+fn bytes_that_are_no_order_are_named_by_what_they_are() {
+    let code = |raw: &[u8]| {
+        let r = raw_rejection(raw);
+        (r.reason, r.errors[0].code.clone(), r.errors[0].path.clone())
+    };
+    let whole = |reason, code: &str| (reason, code.to_owned(), String::new());
+    assert_eq!(code(b""), whole(RejectReason::Malformed, "empty"));
+    assert_eq!(code(b" \n\t"), whole(RejectReason::Malformed, "empty"));
+    assert_eq!(
+        code(b"{\"a\":\"\xff\"}"),
+        whole(RejectReason::Malformed, "not_utf8")
+    );
+    assert_eq!(
+        code(b"{\"order_uid\":"),
+        whole(RejectReason::Malformed, "not_json")
+    );
+    let r = accept(CANONICAL.as_bytes(), CANONICAL.len() - 1, Consistency::Warn).unwrap_err();
+    assert_eq!(
+        (r.reason, r.errors[0].code.as_str()),
+        (RejectReason::TooLarge, "too_large")
+    );
+}
