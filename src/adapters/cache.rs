@@ -270,6 +270,36 @@ mod tests {
         assert_eq!(lookup.get(&uid).await.unwrap().1, Source::Cache);
     }
 
+    #[tokio::test]
+    async fn an_unknown_uid_is_asked_again_once_its_period_is_over_and_few_are_held() {
+        let reader = reader(1);
+        let cache = MokaCache::new(1 << 20);
+        let lookup = Lookup::new(reader.clone(), cache.clone());
+        let uid = OrderUid::parse("o7").unwrap();
+        assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
+        assert!(cache.known_missing(&uid).await);
+        tokio::time::sleep(MISSING_FOR + std::time::Duration::from_millis(300)).await;
+        assert!(
+            !cache.known_missing(&uid).await,
+            "remembered past MISSING_FOR"
+        );
+        assert!(matches!(lookup.get(&uid).await, Err(LookupError::NotFound)));
+        assert_eq!(reader.finds.load(Ordering::SeqCst), 2, "asked again");
+
+        // A flood of unknown uids holds at most MISSING_MAX of them.
+        for i in 0..MISSING_MAX + 1_000 {
+            cache
+                .remember_missing(OrderUid::parse(format!("m{i}")).unwrap())
+                .await;
+        }
+        cache.missing.run_pending_tasks().await;
+        let held = cache.missing.entry_count();
+        assert!(
+            (MISSING_MAX / 2..=MISSING_MAX).contains(&held),
+            "{held} held"
+        );
+    }
+
     #[test]
     fn an_entry_weighs_its_json_key_tag_and_bookkeeping() {
         let s = stored(7);
