@@ -240,3 +240,59 @@ pub(crate) fn pool_error(e: PoolError) -> StoreError {
         other => StoreError::Unavailable(anyhow::anyhow!("no database connection: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `db_error` makes of the error PostgreSQL itself gives each statement (the
+    /// server of TEST_DATABASE_URL; nothing is written but a temporary table).
+    #[tokio::test]
+    async fn the_data_refused_is_told_from_a_database_that_may_recover() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL of TEST_DATABASE_URL");
+        tokio::spawn(connection);
+        client
+            .batch_execute("CREATE TEMP TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        let kind = |e: StoreError| match e {
+            StoreError::Refused(_) => "refused",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Unreadable { .. } => "unreadable",
+            StoreError::Unknown(_) => "unknown",
+        };
+        for (sql, expected) in [
+            ("SELECT 1 / 0", "refused"),                   // 22012
+            ("SELECT 'x'::int", "refused"),                // 22P02
+            ("INSERT INTO t VALUES (1)", "refused"),       // 23505
+            ("INSERT INTO t VALUES (NULL)", "refused"),    // 23502
+            ("SELECT repeat('x', 1073741824)", "refused"), // 54000
+            ("SELECT * FROM no_such_table", "unknown"),    // 42P01
+            (
+                "SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)",
+                "unavailable",
+            ), // 57014
+        ] {
+            let e = client
+                .batch_execute(&format!("BEGIN; {sql}; COMMIT"))
+                .await
+                .expect_err(sql);
+            client.batch_execute("ROLLBACK").await.unwrap();
+            assert_eq!(kind(db_error(e)), expected, "{sql}");
+        }
+        drop(client);
+        // No SQLSTATE at all: the connection is gone.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(connection);
+        task.abort();
+        let _ = task.await;
+        let e = client.simple_query("SELECT 1").await.expect_err("closed");
+        assert_eq!(kind(db_error(e)), "unavailable");
+    }
+}
