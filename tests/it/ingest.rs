@@ -159,13 +159,25 @@ async fn a_mixed_stream_lands_exactly_once_each() {
 #[tokio::test]
 async fn a_new_group_replaying_the_topic_writes_nothing_new_and_sends_no_dead_letter_twice() {
     let (db, topic) = (migrated_db(), TestTopic::create().await);
-    let (messages, valid, _) = generate(22, 300, 0.3);
+    let (messages, valid, kinds) = generate(22, 300, 0.3);
     let invalid = messages.len() - valid.len();
     send_all(&producer(), &topic.name, &messages).await;
 
     let first = Serve::start(&topic.serve_env(&db.url, "first")).await;
     wait_for_orders(&db, valid.len() as i64, 60).await;
     wait_committed(&topic.name, "first", messages.len()).await;
+    // Stored under the default `warn`, each counted once.
+    let inconsistent = kinds
+        .iter()
+        .filter(|k| **k == Some(Corruption::InconsistentTotals))
+        .count();
+    assert!(inconsistent > 0);
+    assert_eq!(
+        first
+            .metric("order_svc_orders_consistency_warnings_total")
+            .await,
+        inconsistent as f64
+    );
     drop(first);
 
     let replay = Serve::start(&topic.serve_env(&db.url, "second")).await;
@@ -346,10 +358,23 @@ async fn a_database_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     wait_for_orders(&db, valid.len() as i64, 90).await;
     wait_committed(&topic.name, "outage", sent).await;
     assert_eq!(count(&client, "orders").await, valid.len() as i64);
-    assert!(
-        serve.metric("order_svc_ingest_retries_total").await > 0.0,
-        "the outage was felt by ingest"
-    );
+    let retries = serve.metric("order_svc_ingest_retries_total").await;
+    assert!(retries > 0.0, "the outage was felt by ingest");
+    // Each retry follows a write the database failed: counted, as unavailable, never as
+    // data refused.
+    let (_, _, text) = crate::helpers::http_get(serve.http_port, "/metrics", &[])
+        .await
+        .unwrap();
+    let errors = |kind: &str| -> f64 {
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| l.starts_with("order_svc_db_errors_total{"))
+            .filter(|l| l.contains(&format!("kind=\"{kind}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(errors("unavailable") >= retries, "{retries} retries");
+    assert_eq!(errors("refused"), 0.0);
     let letters = read_topic(&topic.dlq, sent - valid.len(), Duration::from_secs(2)).await;
     assert_eq!(
         letters.len(),
