@@ -141,12 +141,15 @@ async fn every_message_gets_exactly_one_outcome() {
     let b = valid(&mut g);
     let mut b_changed: serde_json::Value = serde_json::from_slice(&b).unwrap();
     b_changed["entry"] = "OTHER".into();
+    let b_changed = serde_json::to_vec(&b_changed).unwrap();
+    // The last is an exact copy of the conflicting version: a conflict too, not a redelivery.
     let batch = messages(vec![
         a.clone(),
         b.clone(),
         a,
-        serde_json::to_vec(&b_changed).unwrap(),
+        b_changed.clone(),
         b"{".to_vec(),
+        b_changed,
     ]);
 
     let report = run(&ingest, &batch).await;
@@ -155,14 +158,14 @@ async fn every_message_gets_exactly_one_outcome() {
         BatchReport {
             stored: 2,
             duplicates: 1,
-            conflicts: 1,
+            conflicts: 2,
             rejected: 1,
-            dead_letters_sent: 2
+            dead_letters_sent: 3
         }
     );
     assert_eq!(
         *sink.sent.lock().unwrap(),
-        vec![(3, "conflict"), (4, "malformed")]
+        vec![(3, "conflict"), (4, "malformed"), (5, "conflict")]
     );
     // Two rounds: the first versions, then b's second; never the two in one call (refused,
     // then each again alone).
