@@ -25,13 +25,16 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
     let mut messages: Vec<Vec<u8>> = (0..10).map(|_| g.valid_order().to_json()).collect();
     messages.push(b"{\"not\": \"an order\"}".to_vec());
     messages.extend((0..10).map(|_| g.valid_order().to_json()));
+    // The bad message's key is over the 1 KiB a truncated letter keeps.
+    let long_key = vec![b'k'; 2048];
     let producer: FutureProducer = config_on(&brokers).create().unwrap();
-    for m in &messages {
+    for (i, m) in messages.iter().enumerate() {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(m);
+        if i == 10 {
+            record = record.key(&long_key);
+        }
         producer
-            .send(
-                FutureRecord::<str, [u8]>::to(topic).payload(m),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
@@ -117,4 +120,10 @@ async fn offsets_hold_until_dead_letters_are_published_and_a_too_large_one_goes_
     let note: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
     assert_eq!(note["bytes"], messages[10].len());
     assert_eq!(note["truncated"], true);
+    use sha2::Digest;
+    assert_eq!(
+        letter.key.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&long_key)).as_bytes()),
+        "a long key goes out as its SHA-256"
+    );
 }
