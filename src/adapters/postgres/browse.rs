@@ -164,7 +164,7 @@ impl OrderIndex for PgStore {
         before: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<(Position, OrderSummary)>, IndexError> {
-        let rows = self
+        let (matched, summaries) = self
             .timed(Op::Browse, async {
                 let (sql, values) = statement(search, before);
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -180,18 +180,16 @@ impl OrderIndex for PgStore {
                 let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
                 let rows = client.query(&statement, &params).await.map_err(db_error)?;
                 client.keep();
-                Ok(rows)
+                // The count of matches read, on every row of a search that restricts.
+                let matched = rows.first().and_then(|r| r.try_get::<_, i64>(9).ok());
+                let summaries = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+                Ok((matched, summaries))
             })
             .await?;
-        let matched = |row: &Row| row.try_get::<_, i64>(9).ok();
-        if rows
-            .first()
-            .and_then(matched)
-            .is_some_and(|n| n > MAX_MATCHES as i64)
-        {
+        if matched.is_some_and(|n| n > MAX_MATCHES as i64) {
             return Err(IndexError::TooMany);
         }
-        Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+        Ok(summaries)
     }
 
     async fn rejections(
