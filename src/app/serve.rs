@@ -168,15 +168,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             // process exits non-zero so that its supervisor starts a fresh one, which resumes
             // from the last commit.
             ingest_task = None;
-            readiness.set_consumer_failed();
-            metrics::counter!(kafka::metrics::CONSUMER_FAILURES).increment(1);
-            let why = match ended {
-                Ok(Ok(())) => anyhow::anyhow!("the consumer stopped on its own"),
-                Ok(Err(e)) => e.into(),
-                Err(e) => anyhow::Error::new(e).context("the consumer task failed"),
-            };
-            tracing::error!(why = %format!("{why:#}"), "ingest died; shutting down to be restarted");
-            failure = Some(why.context("ingest died"));
+            failure = Some(ingest_died(ended, &readiness));
         }
     }
     let _ = stop_tx.send(true);
@@ -195,6 +187,23 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     server.stop().await;
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// The consumer ended with no shutdown asked: the process is not ready and not alive from
+/// now on, the failure is counted, and the error returned makes the process exit non-zero.
+fn ingest_died(
+    ended: Result<Result<(), consumer::ConsumerDied>, tokio::task::JoinError>,
+    readiness: &Readiness,
+) -> anyhow::Error {
+    readiness.set_consumer_failed();
+    metrics::counter!(kafka::metrics::CONSUMER_FAILURES).increment(1);
+    let why = match ended {
+        Ok(Ok(())) => anyhow::anyhow!("the consumer stopped on its own"),
+        Ok(Err(e)) => e.into(),
+        Err(e) => anyhow::Error::new(e).context("the consumer task failed"),
+    };
+    tracing::error!(why = %format!("{why:#}"), "ingest died; shutting down to be restarted");
+    why.context("ingest died")
 }
 
 /// Who may come in: the ways in the settings name, and the guard every read goes through.
@@ -298,5 +307,53 @@ async fn report_cache(cache: MokaCache, mut stop: watch::Receiver<bool>) {
         cache.settle().await;
         gauge!(cache::CACHE_ENTRIES).set(cache.entries() as f64);
         gauge!(cache::CACHE_BYTES).set(cache.bytes() as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died(
+        ended: Result<Result<(), consumer::ConsumerDied>, tokio::task::JoinError>,
+    ) -> (anyhow::Error, Readiness, String) {
+        let readiness = Readiness::new(false, true);
+        readiness.set_database(true);
+        readiness.set_consumer(true);
+        assert!(readiness.alive() && readiness.problems().is_empty());
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let error = metrics::with_local_recorder(&recorder, || ingest_died(ended, &readiness));
+        (error, readiness, handle.render())
+    }
+
+    #[test]
+    fn a_consumer_that_ends_by_itself_leaves_the_process_not_ready_not_alive_and_counted() {
+        let (error, readiness, metrics) = died(Ok(Ok(())));
+        assert!(!readiness.alive(), "not alive: the supervisor restarts it");
+        assert!(readiness.problems().contains(&"consumer not running"));
+        assert!(
+            metrics.contains(&format!("{} 1", kafka::metrics::CONSUMER_FAILURES)),
+            "{metrics}"
+        );
+        // The error `run` returns, which makes main exit non-zero, says why.
+        assert_eq!(
+            format!("{error:#}"),
+            "ingest died: the consumer stopped on its own"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_consumer_task_that_panicked_is_named_in_the_error() {
+        let panicked = tokio::spawn(async { panic!("this test's panic") })
+            .await
+            .expect_err("the task panicked");
+        let (error, readiness, _) = died(Err(panicked));
+        assert!(!readiness.alive());
+        let said = format!("{error:#}");
+        assert!(
+            said.starts_with("ingest died: the consumer task failed"),
+            "{said}"
+        );
     }
 }

@@ -2,20 +2,22 @@
 //! durable, and only then store its offsets.
 //!
 //! Offsets: `enable.auto.offset.store=false`, so librdkafka commits (every second, on a
-//! rebalance, and once more synchronously at shutdown) only what [`store_batch_offsets`]
+//! rebalance, and once more synchronously at shutdown) only what [`store_offsets`]
 //! stored, which is only what ingest finished. A crash anywhere replays from the last
 //! commit, and ingest makes the replay harmless.
 //!
 //! Order per key: batches are written in parallel, but a batch that holds a uid waits until
 //! every earlier batch in flight that holds the same uid is written, so the first version
-//! of a uid in partition order is always the one stored.
+//! of a uid in partition order is always the one stored. Which batch may write, whose offsets
+//! move and what shutdown gives up is decided by a [`Window`] (no client, no runtime in it:
+//! its rules and their tests are in [`super::window`]); this module does what it says.
 //!
 //! No message can stop the consumer: every byte of key, payload and headers is copied
 //! without a panic (rdkafka panics on a header name that is not UTF-8; that header is kept
 //! under a replacement name), and a batch task that fails anyway ends [`run`] with an error
 //! that the caller turns into "not ready" and a restart.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::domain::health::Readiness;
@@ -38,6 +40,8 @@ use crate::domain::ingest::IngestBatches;
 use crate::domain::message::InboundMessage;
 use crate::domain::metrics as m;
 use crate::domain::order::OrderUid;
+
+use super::window::{BatchId, Retry, Turn, Window};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -207,27 +211,6 @@ pub(super) fn copy_headers(headers: &BorrowedHeaders) -> Vec<(String, Option<Vec
         .collect()
 }
 
-/// How far a batch in flight has come, as later batches see it.
-#[derive(Debug, Clone)]
-enum Progress {
-    /// Still decoding: which uids it holds is not known yet.
-    Planning,
-    /// Decoded; it will write these uids.
-    Planned(Arc<HashSet<OrderUid>>),
-    /// Its orders are stored (or set aside) and its dead letters delivered.
-    Written,
-}
-
-/// Whether a batch holding `ours` may write now, given an earlier batch's progress.
-fn may_pass(earlier: &Progress, ours: &HashSet<OrderUid>) -> bool {
-    match earlier {
-        Progress::Planning => false,
-        // Walks the smaller of the two sets.
-        Progress::Planned(theirs) => theirs.is_disjoint(ours),
-        Progress::Written => true,
-    }
-}
-
 /// Why [`run`] ended other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 #[error("the consumer stopped: {0}")]
@@ -250,34 +233,32 @@ pub async fn run<I: IngestBatches>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConsumerDied> {
     let consumer = Arc::new(consumer);
-    let mut in_flight = InFlight::default();
+    let window = Shared::new(settings.parallel_batches);
+    let mut tasks = JoinSet::new();
     let mut died = None;
     readiness.set_consumer(true);
     enum Event {
         Stop,
-        /// The oldest batch in flight ended.
-        Retired(Ended),
+        /// A batch task ended.
+        Ended(Result<(), tokio::task::JoinError>),
         Message(Result<InboundMessage, rdkafka::error::KafkaError>),
     }
     loop {
+        let has_room = window.read(Window::has_room);
         let event = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => Event::Stop,
-            done = in_flight.oldest(), if !in_flight.is_empty() => Event::Retired(done),
-            m = consumer.recv(), if in_flight.len() < settings.parallel_batches => {
-                Event::Message(m.map(|m| owned(&m)))
-            }
+            Some(ended) = tasks.join_next(), if !tasks.is_empty() => Event::Ended(ended),
+            m = consumer.recv(), if has_room => Event::Message(m.map(|m| owned(&m))),
         };
         match event {
             Event::Stop => break,
-            Event::Retired(Ok(Some(batch))) => store_batch_offsets(&consumer, &batch),
-            Event::Retired(failed) => {
-                // Abandoned at shutdown, or its task failed: no later batch may move offsets
-                // past it, so none of them counts; all are consumed again.
-                in_flight.abandon();
-                if let Err(e) = failed {
-                    died = Some(ConsumerDied(format!("a batch task failed: {e}")));
-                }
+            Event::Ended(Ok(())) => retire(&consumer, &window),
+            Event::Ended(Err(e)) => {
+                // No later batch may move offsets past a failed one: all are consumed again.
+                window.update(Window::give_up_all);
+                tasks.abort_all();
+                died = Some(ConsumerDied(format!("a batch task failed: {e}")));
                 break;
             }
             Event::Message(Err(e)) => {
@@ -286,83 +267,110 @@ pub async fn run<I: IngestBatches>(
             }
             Event::Message(Ok(first)) => {
                 let batch = gather(&consumer, &settings, first).await;
-                in_flight.push(|order| {
-                    write_batch(
-                        batch,
-                        ingest.clone(),
-                        consumer.clone(),
-                        order,
-                        shutdown.clone(),
-                    )
-                });
+                let id = window.update(|w| w.open(next_offsets(&batch)));
+                tasks.spawn(write_batch(
+                    batch,
+                    ingest.clone(),
+                    consumer.clone(),
+                    window.clone(),
+                    id,
+                ));
             }
         }
-    }
-    // Finish what is in hand, in order, until the first batch that could not be finished.
-    while !in_flight.is_empty() {
-        match in_flight.oldest().await {
-            Ok(Some(batch)) => store_batch_offsets(&consumer, &batch),
-            _ => in_flight.abandon(),
+        if window.read(Window::has_given_up) && died.is_none() {
+            // Only a shutdown gives a batch up; anything else is a bug worth a restart.
+            died = Some(ConsumerDied("a batch was given up while running".into()));
+            break;
         }
+    }
+    // Finish what is in hand: the window says which batches give up.
+    window.update(Window::stop);
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(e) = ended
+            && !e.is_cancelled()
+        {
+            window.update(Window::give_up_all);
+            tasks.abort_all();
+            died.get_or_insert(ConsumerDied(format!("a batch task failed: {e}")));
+        }
+        retire(&consumer, &window);
     }
     readiness.set_consumer(false);
     commit(consumer.as_ref(), "shutdown");
     died.map_or(Ok(()), Err)
 }
 
-/// How a batch in flight ended: durable (`Some`), abandoned at shutdown (`None`), or its
-/// task failed.
-type Ended = Result<Option<Vec<InboundMessage>>, tokio::task::JoinError>;
+/// Per partition, the offset after a batch's last message: the next one to read.
+type Offsets = Vec<(String, i32, i64)>;
 
-/// A batch being written: it ends with the batch when durable, `None` when abandoned.
-type BatchTask = JoinHandle<Option<Vec<InboundMessage>>>;
-
-/// The batches being written, oldest first, each with the progress that later batches
-/// watch to keep the order per key.
-#[derive(Default)]
-struct InFlight {
-    tasks: VecDeque<(BatchTask, watch::Receiver<Progress>)>,
+fn next_offsets(batch: &[InboundMessage]) -> Offsets {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for m in batch {
+        let slot = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
+        *slot = (*slot).max(m.offset + 1);
+    }
+    let mut offsets: Offsets = next
+        .into_iter()
+        .map(|((topic, partition), offset)| (topic.to_owned(), partition, offset))
+        .collect();
+    offsets.sort_unstable();
+    offsets
 }
 
-/// What a batch task gets to keep the order per key: the progress of every earlier batch
-/// in flight, and where it tells its own.
-type Order = (Vec<watch::Receiver<Progress>>, watch::Sender<Progress>);
+/// The window of batches in flight, shared by the loop and the batch tasks: every change
+/// wakes whoever waits for one.
+#[derive(Clone)]
+struct Shared(Arc<watch::Sender<Window<OrderUid, Offsets>>>);
 
-impl InFlight {
-    fn len(&self) -> usize {
-        self.tasks.len()
+impl Shared {
+    fn new(capacity: usize) -> Self {
+        Self(Arc::new(watch::Sender::new(Window::new(capacity))))
     }
 
-    fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+    /// Changes the window (or only reads it) and wakes the waiting tasks.
+    fn update<T>(&self, change: impl FnOnce(&mut Window<OrderUid, Offsets>) -> T) -> T {
+        let mut out = None;
+        self.0.send_modify(|w| out = Some(change(w)));
+        out.expect("send_modify runs the change")
     }
 
-    /// Starts the task `write` makes for the next batch, behind every batch in flight.
-    fn push<F>(&mut self, write: impl FnOnce(Order) -> F)
-    where
-        F: Future<Output = Option<Vec<InboundMessage>>> + Send + 'static,
-    {
-        let (tell, told) = watch::channel(Progress::Planning);
-        let earlier = self.tasks.iter().map(|(_, p)| p.clone()).collect();
-        let task = tokio::spawn(write((earlier, tell)));
-        self.tasks.push_back((task, told));
+    /// Reads the window without waking anyone.
+    fn read<T>(&self, look: impl FnOnce(&Window<OrderUid, Offsets>) -> T) -> T {
+        look(&self.0.borrow())
     }
 
-    /// Waits for the oldest batch to end and retires it. Cancel-safe: dropped before the
-    /// end, it retires nothing.
-    async fn oldest(&mut self) -> Ended {
-        let (task, _) = self.tasks.front_mut().expect("a batch in flight");
-        let ended = task.await;
-        self.tasks.pop_front();
-        ended
+    /// Waits until `until` holds of the window, and gives what `read` makes of it then.
+    async fn wait<T>(
+        &self,
+        until: impl FnMut(&Window<OrderUid, Offsets>) -> bool,
+        read: impl FnOnce(&Window<OrderUid, Offsets>) -> T,
+    ) -> T {
+        let mut view = self.0.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let w = view
+            .wait_for(until)
+            .await
+            .expect("the window outlives its tasks");
+        read(&w)
     }
+}
 
-    /// Stops every batch still in flight: none of them may move an offset.
-    fn abandon(&mut self) {
-        for (task, _) in self.tasks.drain(..) {
-            task.abort();
-        }
+/// Stores the offsets of every batch the window retires, oldest first.
+fn retire(consumer: &IngestConsumer, window: &Shared) {
+    for offsets in window.update(Window::retire) {
+        store_offsets(consumer, &offsets);
     }
+}
+
+/// The bytes of a message that count towards [`BATCH_MAX_BYTES`]: its key and payload.
+fn weight(m: &InboundMessage) -> usize {
+    m.payload().len() + m.key.as_ref().map_or(0, Vec::len)
+}
+
+/// Whether a batch of `len` messages weighing `bytes` takes no more: `batch_max` messages, or
+/// [`BATCH_MAX_BYTES`] reached (the message that crossed it is the last).
+fn is_full(len: usize, bytes: usize, batch_max: usize) -> bool {
+    len >= batch_max || bytes >= BATCH_MAX_BYTES
 }
 
 /// After a first message, gathers more until `batch_max` or `batch_linger`.
@@ -371,16 +379,15 @@ async fn gather(
     settings: &ConsumerSettings,
     first: InboundMessage,
 ) -> Vec<InboundMessage> {
-    let size = |m: &InboundMessage| m.payload().len() + m.key.as_ref().map_or(0, Vec::len);
-    let mut bytes = size(&first);
+    let mut bytes = weight(&first);
     let mut batch = Vec::with_capacity(settings.batch_max);
     batch.push(first);
     let linger = tokio::time::Instant::now() + settings.batch_linger;
-    while batch.len() < settings.batch_max && bytes < BATCH_MAX_BYTES {
+    while !is_full(batch.len(), bytes, settings.batch_max) {
         match tokio::time::timeout_at(linger, consumer.recv()).await {
             Ok(Ok(message)) => {
                 let message = owned(&message);
-                bytes += size(&message);
+                bytes += weight(&message);
                 batch.push(message);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
@@ -391,22 +398,17 @@ async fn gather(
 }
 
 /// Makes one batch durable, retrying with capped exponential backoff and pausing the
-/// partitions while it cannot. Returns the batch when done, `None` when shutdown came first
-/// (or an earlier batch it had to wait for was abandoned).
-///
-/// `order` holds the progress of every earlier batch still in flight, and where this one
-/// tells its own.
+/// partitions while it cannot, in the turn the window gives it; marks it done there.
 async fn write_batch<I: IngestBatches>(
     batch: Vec<InboundMessage>,
     ingest: Arc<I>,
     consumer: Arc<IngestConsumer>,
-    order: Order,
-    shutdown: watch::Receiver<bool>,
-) -> Option<Vec<InboundMessage>> {
+    window: Shared,
+    id: BatchId,
+) {
     if !crate::adapters::trace::tracing_enabled() {
-        return make_durable(batch, ingest, consumer, order, shutdown)
-            .await
-            .map(|(batch, _)| batch);
+        make_durable(&batch, ingest, consumer, window, id).await;
+        return;
     }
     // One span per batch, linked to the trace of every message that carries a `traceparent`
     // (OpenTelemetry's way for a consumer of batches: one message, one link).
@@ -433,45 +435,54 @@ async fn write_batch<I: IngestBatches>(
         }
     }
     let started = std::time::Instant::now();
-    let done = make_durable(batch, ingest, consumer, order, shutdown)
+    let done = make_durable(&batch, ingest, consumer, window, id)
         .instrument(span.clone())
         .await;
-    if let Some((_, report)) = &done {
+    if let Some(report) = &done {
         span.record("stored", report.stored);
         span.record("duplicates", report.duplicates);
         span.record("conflicts", report.conflicts);
         span.record("rejected", report.rejected);
         span.record("write_ms", started.elapsed().as_millis() as u64);
     }
-    done.map(|(batch, _)| batch)
 }
 
-/// The work of [`write_batch`], inside its span when tracing is on; gives the report too.
+/// The work of [`write_batch`], inside its span when tracing is on: the report when the
+/// batch is done, `None` when it was given up (it is consumed again after a restart).
 async fn make_durable<I: IngestBatches>(
-    batch: Vec<InboundMessage>,
+    batch: &[InboundMessage],
     ingest: Arc<I>,
     consumer: Arc<IngestConsumer>,
-    order: Order,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<(Vec<InboundMessage>, crate::domain::ingest::BatchReport)> {
-    let (earlier, tell) = order;
-    let mut plan = ingest.plan(&batch);
-    let ours: Arc<HashSet<OrderUid>> = Arc::new(plan.uids().cloned().collect());
-    tell.send_replace(Progress::Planned(ours.clone()));
-    // Not cut short by shutdown: a later batch with no uid in common may already be writing,
-    // and its offsets move only once this one is durable. Abandoning this one then would
-    // leave that one stored and uncommitted. Shutdown finishes the batches in hand; one that
-    // cannot be written (the database down) gives up in the retry loop below, and the
-    // batches waiting for it end with it.
-    for mut before in earlier {
-        // That batch ended without writing (abandoned): neither may this one.
-        before.wait_for(|p| may_pass(p, &ours)).await.ok()?;
+    window: Shared,
+    id: BatchId,
+) -> Option<crate::domain::ingest::BatchReport> {
+    let mut plan = ingest.plan(batch);
+    let ours: HashSet<OrderUid> = plan.uids().cloned().collect();
+    window.update(|w| w.planned(id, ours));
+    // Not cut short by shutdown (the window's rules): an earlier batch given up gives this
+    // one up too.
+    let turn = window
+        .wait(|w| w.turn(id) != Turn::Wait, |w| w.turn(id))
+        .await;
+    if turn == Turn::GiveUp {
+        window.update(|w| w.give_up(id));
+        return None;
     }
+    let given_up = || {
+        tracing::warn!(
+            messages = batch.len(),
+            "shutting down with a batch that is not durable; it will be consumed again"
+        );
+        None
+    };
     let mut backoff = Duration::from_millis(100);
     let mut paused: Option<TopicPartitionList> = None;
     while let Err(e) = ingest.write(&mut plan).await {
         counter!(m::INGEST_RETRIES).increment(1);
         tracing::warn!(error = %e, retry_in = ?backoff, "batch not durable yet; retrying");
+        if window.update(|w| w.failed(id)) == Retry::GiveUp {
+            return given_up();
+        }
         if paused.is_none() {
             // Stop fetching while we cannot make progress; nothing fetched is lost, since no
             // offset moves until the batch is durable.
@@ -483,15 +494,15 @@ async fn make_durable<I: IngestBatches>(
             }
         }
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => {
-                tracing::warn!(messages = batch.len(), "shutting down with a batch that is not durable; it will be consumed again");
-                return None;
-            }
-            _ = tokio::time::sleep(backoff) => {}
+            () = window.wait(|w| w.is_given_up(id), |_| ()) => {}
+            () = tokio::time::sleep(backoff) => {}
+        }
+        if window.update(|w| w.retry(id)) == Retry::GiveUp {
+            return given_up();
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    tell.send_replace(Progress::Written);
+    window.update(|w| w.written(id));
     if let Some(tpl) = paused
         && let Err(e) = consumer.resume(&tpl)
     {
@@ -499,19 +510,15 @@ async fn make_durable<I: IngestBatches>(
     }
     let report = ingest.finish(plan).await;
     tracing::debug!(?report, messages = batch.len(), "batch done");
-    Some((batch, report))
+    window.update(|w| w.done(id));
+    Some(report)
 }
 
-/// Stores, per partition, the offset after the batch's last message: the next one to read.
-fn store_batch_offsets(consumer: &IngestConsumer, batch: &[InboundMessage]) {
-    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-    for m in batch {
-        let slot = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
-        *slot = (*slot).max(m.offset + 1);
-    }
-    let mut tpl = TopicPartitionList::with_capacity(next.len());
-    for ((topic, partition), offset) in next {
-        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+/// Stores a batch's offsets: from now on librdkafka commits them.
+fn store_offsets(consumer: &IngestConsumer, offsets: &Offsets) {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (topic, partition, offset) in offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
             tracing::warn!(error = %e, "cannot build the offset list");
         }
     }
@@ -565,6 +572,53 @@ mod tests {
         assert_eq!(theirs.get("queued.max.messages.kbytes"), Some("16384"));
     }
 
+    fn message(partition: i32, offset: i64, key: usize, payload: usize) -> InboundMessage {
+        InboundMessage {
+            topic: "orders".into(),
+            partition,
+            offset,
+            timestamp_ms: None,
+            key: Some(vec![b'k'; key]),
+            payload: Some(vec![b'{'; payload]),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_moves_each_partition_to_the_offset_after_its_last_message() {
+        let batch = [
+            message(1, 7, 1, 1),
+            message(0, 3, 1, 1),
+            message(1, 9, 1, 1),
+            message(1, 8, 1, 1),
+            message(0, 4, 1, 1),
+        ];
+        assert_eq!(
+            next_offsets(&batch),
+            vec![("orders".to_owned(), 0, 5), ("orders".to_owned(), 1, 10)]
+        );
+        assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_batch_ends_at_its_message_count_or_once_its_keys_and_payloads_reach_64_mib() {
+        const MIB: usize = 1024 * 1024;
+        assert_eq!(BATCH_MAX_BYTES, 64 * MIB);
+        // Ten messages of 10 MiB (key and payload both count): the seventh crosses 64 MiB and
+        // is the last one taken, though a thousand would fit the count.
+        let big = message(0, 0, MIB, 9 * MIB);
+        let (mut len, mut bytes) = (0, 0);
+        while !is_full(len, bytes, 1000) {
+            len += 1;
+            bytes += weight(&big);
+        }
+        assert_eq!((len, bytes), (7, 70 * MIB));
+        assert!(!is_full(1, BATCH_MAX_BYTES - 1, 1000));
+        assert!(is_full(1, BATCH_MAX_BYTES, 1000));
+        assert!(is_full(1000, 0, 1000));
+        assert!(!is_full(999, 0, 1000));
+    }
+
     #[test]
     fn every_property_settings_refuse_is_one_our_clients_set() {
         let settings = settings(&[]);
@@ -574,6 +628,132 @@ mod tests {
                 consumer.get(name).is_some() || producer.get(name).is_some(),
                 "{name} is refused but never set"
             );
+        }
+    }
+
+    mod dying {
+        //! The consumer against the real test broker (TEST_KAFKA_BROKERS, started by `just
+        //! test`), with a batch task that fails as a bug in it would.
+        use super::*;
+        use crate::domain::ingest::{Ingest, IngestPolicy};
+        use crate::domain::message::{DeadLetter, MessageId};
+        use crate::domain::ports::*;
+        use crate::domain::validate::{CheckedOrder, Consistency};
+        use rdkafka::consumer::BaseConsumer;
+
+        /// Stores everything, sends every letter.
+        #[derive(Clone)]
+        struct Takes;
+
+        impl OrderStore for Takes {
+            async fn store_batch(
+                &self,
+                orders: &[CheckedOrder],
+            ) -> Result<Vec<StoreOutcome>, StoreError> {
+                Ok(vec![StoreOutcome::Inserted; orders.len()])
+            }
+        }
+
+        impl DeadLetterLedger for Takes {
+            async fn dead_lettered(&self, ids: &[MessageId]) -> Result<Vec<bool>, StoreError> {
+                Ok(vec![false; ids.len()])
+            }
+            async fn record_dead_letters(&self, _: &[DeadLetter<'_>]) -> Result<(), StoreError> {
+                Ok(())
+            }
+        }
+
+        impl DeadLetterSink for Takes {
+            async fn send(&self, _: &[DeadLetter<'_>]) -> Result<(), DeadLetterError> {
+                Ok(())
+            }
+        }
+
+        /// Told of a stored order, it panics: the batch task fails after the write.
+        #[derive(Clone)]
+        struct Panics;
+
+        impl NewOrderListener for Panics {
+            async fn stored(&self, _: &CheckedOrder) {
+                panic!("a bug in a batch task (this test's)");
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_task_that_fails_ends_the_consumer_with_an_error_and_commits_nothing() {
+            let brokers = std::env::var("TEST_KAFKA_BROKERS")
+                .unwrap_or_else(|_| "127.0.0.1:19092".to_owned());
+            let kafka = super::super::super::Connection::new(&brokers);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let topic = format!("unit-dies-{}-{nanos}", std::process::id());
+            super::super::super::ensure_topics(&kafka, &[&topic], 1)
+                .await
+                .expect("the test broker of TEST_KAFKA_BROKERS");
+            let order = crate::generate::Generator::new(Default::default()).valid_order();
+            let publisher = super::super::super::producer::OrderPublisher::new(&kafka, &topic)
+                .expect("a producer");
+            publisher
+                .enqueue(Some(order.order_uid.as_bytes()), &order.to_json())
+                .await
+                .expect("queued")
+                .await
+                .expect("delivered")
+                .expect("acknowledged");
+
+            let settings = ConsumerSettings {
+                kafka: kafka.clone(),
+                topic: topic.clone(),
+                group_id: topic.clone(),
+                batch_max: 10,
+                batch_linger: Duration::from_millis(5),
+                parallel_batches: 2,
+            };
+            let policy = IngestPolicy {
+                max_message_bytes: 1 << 20,
+                consistency: Consistency::Reject,
+            };
+            let ingest = Arc::new(Ingest::new(Takes, Takes, Panics, policy));
+            let readiness = Arc::new(Readiness::new(false, true));
+            let (_stop, stop_rx) = watch::channel(false);
+            let consumer = create(&settings).expect("a consumer");
+            let ended = tokio::time::timeout(
+                Duration::from_secs(60),
+                run(consumer, settings, ingest, readiness.clone(), stop_rx),
+            )
+            .await
+            .expect("the consumer ends by itself, with no shutdown asked");
+            let died = ended.expect_err("a failed batch task ends the consumer with an error");
+            assert!(died.to_string().contains("a batch task failed"), "{died}");
+            assert!(
+                readiness.problems().iter().any(|p| p.contains("consumer")),
+                "not ready once the consumer stopped: {:?}",
+                readiness.problems()
+            );
+
+            // The order was stored, but its batch never finished: its offset did not move.
+            let group: BaseConsumer = settings_for_reading(&kafka, &topic).create().unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, 0);
+            let committed = group
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .expect("the group's committed offsets");
+            let offset = committed.find_partition(&topic, 0).unwrap().offset();
+            assert!(
+                !matches!(offset, Offset::Offset(n) if n > 0),
+                "committed {offset:?} past a batch that failed"
+            );
+        }
+
+        fn settings_for_reading(
+            kafka: &super::super::super::Connection,
+            group: &str,
+        ) -> ClientConfig {
+            let mut config = kafka.client_config();
+            config.set("group.id", group);
+            config
         }
     }
 }

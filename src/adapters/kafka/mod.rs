@@ -6,6 +6,7 @@ pub mod dead_letters;
 pub mod metrics;
 pub mod producer;
 pub mod redrive;
+pub mod window;
 
 use std::time::Duration;
 
