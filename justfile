@@ -169,6 +169,12 @@ smoke:
 fuzz SECONDS="600":
     scripts/fuzz.sh {{ SECONDS }}
 
+# Mutation testing (cargo-mutants): PART is domain, core (rules, validate, ingest), postgres,
+# diff (the domain lines the last commit changed: what CI runs) or all. See scripts/mutants.sh.
+[group('measure')]
+mutants PART="all": test-services
+    scripts/mutants.sh {{ PART }}
+
 # schemathesis against /openapi.json of a running serve with real orders.
 [group('measure')]
 fuzz-http EXAMPLES="100": test-services

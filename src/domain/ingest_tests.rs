@@ -79,6 +79,8 @@ impl DeadLetterLedger for Arc<FakeStore> {
 #[derive(Default)]
 struct FakeSink {
     sent: Mutex<Vec<(i64, &'static str)>>,
+    /// The detail of each letter sent, in order.
+    details: Mutex<Vec<String>>,
     failures: AtomicUsize,
 }
 
@@ -92,6 +94,10 @@ impl DeadLetterSink for Arc<FakeSink> {
             .lock()
             .unwrap()
             .extend(letters.iter().map(|l| (l.message.offset, l.reason.code())));
+        self.details
+            .lock()
+            .unwrap()
+            .extend(letters.iter().map(|l| l.detail.clone()));
         Ok(())
     }
 }
@@ -248,6 +254,65 @@ async fn an_order_the_database_refuses_is_set_aside_alone() {
     let report = run(&ingest, &batch).await;
     assert_eq!((report.stored, report.rejected), (2, 1));
     assert_eq!(*sink.sent.lock().unwrap(), vec![(1, "invalid")]);
+    // The letter says what the database said.
+    assert_eq!(
+        *sink.details.lock().unwrap(),
+        vec!["the database refused the order: check violation".to_owned()]
+    );
+}
+
+#[test]
+fn a_plan_names_the_uids_it_writes_each_once() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let (a, b) = (g.valid_order(), g.valid_order());
+    let mut b2 = b.clone();
+    b2.customer_id = "another".into();
+    let batch = messages(vec![
+        a.to_json(),
+        b.to_json(),
+        b"not an order".to_vec(),
+        b2.to_json(),
+        a.to_json(),
+    ]);
+    let plan = ingest.plan(&batch);
+    let mut uids: Vec<&str> = plan.uids().map(OrderUid::as_str).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    let mut expected = vec![a.order_uid.as_str(), b.order_uid.as_str()];
+    expected.sort_unstable();
+    assert_eq!(uids, expected, "every uid the plan writes, none it rejected");
+}
+
+#[test]
+fn an_order_accepted_with_inconsistent_totals_is_counted_and_a_consistent_one_is_not() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let policy = IngestPolicy {
+        max_message_bytes: 1 << 20,
+        consistency: Consistency::Warn,
+    };
+    let ingest = Ingest::new(store.clone(), sink.clone(), (), policy);
+    let mut g = Generator::new(GenerateOptions::default());
+    let mut odd = g.valid_order();
+    odd.payment.goods_total += 1;
+    let batch = messages(vec![g.valid_order().to_json(), odd.to_json(), valid(&mut g)]);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let plan = metrics::with_local_recorder(&recorder, || ingest.plan(&batch));
+    assert_eq!(plan.uids().count(), 3, "accepted all three");
+    let counted = handle
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(super::metrics::CONSISTENCY_WARNINGS))
+        .map(|rest| rest.trim().to_owned());
+    assert_eq!(counted.as_deref(), Some("1"), "{}", handle.render());
 }
 
 #[tokio::test]
