@@ -285,7 +285,10 @@ fn a_plan_names_the_uids_it_writes_each_once() {
     uids.dedup();
     let mut expected = vec![a.order_uid.as_str(), b.order_uid.as_str()];
     expected.sort_unstable();
-    assert_eq!(uids, expected, "every uid the plan writes, none it rejected");
+    assert_eq!(
+        uids, expected,
+        "every uid the plan writes, none it rejected"
+    );
 }
 
 #[test]
@@ -302,7 +305,11 @@ fn an_order_accepted_with_inconsistent_totals_is_counted_and_a_consistent_one_is
     let mut g = Generator::new(GenerateOptions::default());
     let mut odd = g.valid_order();
     odd.payment.goods_total += 1;
-    let batch = messages(vec![g.valid_order().to_json(), odd.to_json(), valid(&mut g)]);
+    let batch = messages(vec![
+        g.valid_order().to_json(),
+        odd.to_json(),
+        valid(&mut g),
+    ]);
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     let plan = metrics::with_local_recorder(&recorder, || ingest.plan(&batch));
@@ -397,5 +404,52 @@ fn a_dead_letter_detail_is_capped_and_printable() {
         long.len() <= MAX_DETAIL_BYTES && long.ends_with(" [cut]"),
         "{}",
         long.len()
+    );
+}
+
+#[test]
+fn the_time_from_produce_to_stored_is_recorded_in_seconds_once_per_order_stored() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let order = valid(&mut g);
+    let two_seconds_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 2_000;
+    // The order, then an exact copy of it (a duplicate: nothing stored, nothing recorded).
+    let mut batch = messages(vec![order.clone(), order]);
+    for message in &mut batch {
+        message.headers = vec![(
+            super::message::PRODUCED_AT_HEADER.to_owned(),
+            Some(two_seconds_ago.to_string().into_bytes()),
+        )];
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let report = metrics::with_local_recorder(&recorder, || runtime.block_on(run(&ingest, &batch)));
+    assert_eq!((report.stored, report.duplicates), (1, 1));
+    let rendered = handle.render();
+    let series = |suffix: &str| -> f64 {
+        rendered
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{}{suffix} ", super::metrics::INGEST_END_TO_END))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {suffix} in {rendered}"))
+    };
+    assert_eq!(series("_count"), 1.0, "once, for the order stored");
+    let seconds = series("_sum");
+    assert!(
+        (2.0..30.0).contains(&seconds),
+        "{seconds} s recorded for an order sent 2 s ago"
     );
 }
