@@ -32,10 +32,15 @@ unit=(--lib -- domain:: generate::)
 # read, list and migrate through it.
 database=(--lib --test it -- adapters::postgres:: roundtrip:: ingest:: lookup:: browse:: migrate:: access:: operate::)
 
+# CARGO_MUTANTS_PROFILE=test builds with the profile `cargo test` uses (CI: already built)
+# instead of the no-debug one of .cargo/mutants.toml.
+profile=()
+[ -n "${CARGO_MUTANTS_PROFILE:-}" ] && profile=(--profile "$CARGO_MUTANTS_PROFILE")
+
 run() {
   local name=$1; shift
   echo "== mutants: $name" >&2
-  cargo mutants --in-place --no-shuffle --output "mutants.out/$name" "$@"
+  cargo mutants --in-place --no-shuffle "${profile[@]}" --output "mutants.out/$name" "$@"
 }
 
 case "$part" in
