@@ -27,14 +27,21 @@ if ! pg_isready -q -h "$pg_host" -p "$pg_port"; then
   }
 fi
 
-# Each test makes a database named it_<pid of the test process>_<random>. Drop those whose
-# test process is gone (a run that ended or crashed), never those of a run still going.
-psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -Atc \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'it\_%'" |
+# Each test makes a database named itl_<lease>_<random>, and its test process holds the
+# advisory lock (LEASE_CLASS, lease) while it runs (tests/it/helpers.rs). Drop those whose lock
+# is free (a run that ended or crashed), never those of a run still going, whoever runs it.
+# Databases of the older naming, it_<pid>_<random>, are dropped once that pid is gone.
+lease_class=$((0x6f726472))
+sql() { psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -Atc "$1"; }
+sql "SELECT datname FROM pg_database WHERE datname LIKE 'it\_%' OR datname LIKE 'itl\_%'" |
   while read -r db; do
-    pid=$(echo "$db" | cut -d_ -f2)
-    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
-    psql -q -h "$pg_host" -p "$pg_port" -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    key=$(echo "$db" | cut -d_ -f2)
+    [[ "$key" =~ ^[0-9]+$ ]] || continue
+    case "$db" in
+      itl_*) [ "$(sql "SELECT pg_try_advisory_lock($lease_class, $key)")" = t ] || continue ;;
+      it_*) if kill -0 "$key" 2>/dev/null; then continue; fi ;;
+    esac
+    sql "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
   done
 # And the working directories and logs of binaries run by earlier tests.
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'order-svc-it-*' -mmin +120 -exec rm -rf {} + 2>/dev/null || true

@@ -61,15 +61,50 @@ pub struct TestDb {
     pub url: String,
 }
 
+/// The advisory-lock class of test runs' leases ("ordr" in ASCII).
+pub const LEASE_CLASS: i32 = 0x6f72_6472;
+
+/// This test process's lease on the databases it makes: a session of its own holds
+/// `pg_advisory_lock(LEASE_CLASS, key)` for as long as the process lives, and every database
+/// it makes is named `itl_<key>_...`. `just test` (scripts/test-services.sh) drops such a
+/// database only when it can take that lock itself: its run is over. Unlike a pid, the lock
+/// means the same whichever user or PID namespace the other run is in.
+pub fn lease() -> i32 {
+    static KEY: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        let key = (rand::random::<u32>() >> 1) as i32;
+        let (taken, told) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the lease");
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect for the test run's lease: {e}"));
+                let session = tokio::spawn(connection);
+                client
+                    .execute("SELECT pg_advisory_lock($1, $2)", &[&LEASE_CLASS, &key])
+                    .await
+                    .expect("the test run's lease");
+                taken.send(()).expect("the lease is awaited");
+                // Held until the process ends (or the server goes away).
+                let _ = session.await;
+                drop(client);
+            });
+        });
+        told.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the test run's lease taken within 30 s");
+        key
+    })
+}
+
 impl TestDb {
     pub fn unique() -> Self {
-        // The test process's id in the name lets `just test` drop the databases of runs
-        // that are over, and only those, so two runs on one machine leave each other alone.
-        let name = format!(
-            "it_{}_{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
+        // The run's lease in the name lets `just test` drop the databases of runs that are
+        // over, and only those, so two runs on one machine leave each other alone.
+        let name = format!("itl_{}_{}", lease(), uuid::Uuid::new_v4().simple());
         let admin = admin_url();
         let base = admin
             .rsplit_once('/')

@@ -175,3 +175,50 @@ async fn the_documented_purge_deletes_old_orders_with_their_parts_and_keeps_the_
             .unwrap();
     assert_eq!(status, 404);
 }
+
+/// `just test`'s cleanup (scripts/test-services.sh) drops the databases of runs that are over
+/// and keeps those of a run still going: the run's lease is an advisory lock its process
+/// holds, whatever user or PID namespace the cleanup runs in.
+#[tokio::test]
+async fn the_cleanup_keeps_a_live_runs_databases_and_drops_those_of_runs_that_are_over() {
+    use crate::helpers::{LEASE_CLASS, connect, lease};
+    let ours = crate::helpers::migrated_db();
+    let admin = connect(&crate::helpers::admin_url()).await;
+    let held: bool = admin
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LEASE_CLASS, &lease()])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!held, "this run's lease is held by its own session");
+    // A database of a run that is over: a lease nobody holds.
+    let over = lease().wrapping_add(1).max(1);
+    let theirs = format!("itl_{over}_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{theirs}\""))
+        .await
+        .unwrap();
+
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/test-services.sh"
+    ))
+    .output()
+    .expect("the cleanup runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(exists(ours.name.clone()).await, "a live run's database was dropped");
+    assert!(!exists(theirs).await, "a finished run's database was kept");
+}
