@@ -453,3 +453,54 @@ fn the_time_from_produce_to_stored_is_recorded_in_seconds_once_per_order_stored(
         "{seconds} s recorded for an order sent 2 s ago"
     );
 }
+
+#[test]
+fn each_outcome_is_counted_by_how_many_orders_had_it() {
+    let (store, sink) = (
+        Arc::new(FakeStore::default()),
+        Arc::new(FakeSink::default()),
+    );
+    let ingest = service(&store, &sink);
+    let mut g = Generator::new(GenerateOptions::default());
+    let (a, b) = (g.valid_order(), g.valid_order());
+    let mut other_b = b.clone();
+    other_b.customer_id = "another".into();
+    // Stored 2 (a, b), duplicate 1 (a again), conflict 1 (b with other content), rejected 2.
+    let batch = messages(vec![
+        a.to_json(),
+        b.to_json(),
+        a.to_json(),
+        other_b.to_json(),
+        b"{".to_vec(),
+        b"[]".to_vec(),
+    ]);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let report = metrics::with_local_recorder(&recorder, || runtime.block_on(run(&ingest, &batch)));
+    let counts = (
+        report.stored,
+        report.duplicates,
+        report.conflicts,
+        report.rejected,
+    );
+    assert_eq!(counts, (2, 1, 1, 2));
+    let rendered = handle.render();
+    for (outcome, n) in [
+        ("stored", 2),
+        ("duplicate", 1),
+        ("conflict", 1),
+        ("rejected", 2),
+    ] {
+        let series = format!(
+            "{}{{outcome=\"{outcome}\"}} {n}",
+            super::metrics::ORDERS_INGESTED
+        );
+        assert!(
+            rendered.lines().any(|l| l == series),
+            "no {series} in\n{rendered}"
+        );
+    }
+}
