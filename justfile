@@ -4,7 +4,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 set dotenv-load := false
 
 export TEST_DATABASE_URL := env("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-export TEST_KAFKA_BROKERS := env("TEST_KAFKA_BROKERS", "127.0.0.1:19092")
+# Empty: `just test` starts a broker of its run's own, the other recipes use the shared one
+# on 127.0.0.1:19092 (scripts/test-services.sh).
+export TEST_KAFKA_BROKERS := env("TEST_KAFKA_BROKERS", "")
 
 [private]
 default:
@@ -12,10 +14,10 @@ default:
 
 # --- develop -------------------------------------------------------------------------------
 
-# Run every test against a real PostgreSQL and a real broker, starting them when needed.
+# Run every test against a real PostgreSQL and a broker of the run's own (scripts/test.sh).
 [group('develop')]
-test *ARGS: test-services
-    cargo test --lib --bins --tests {{ ARGS }}
+test *ARGS:
+    scripts/test.sh {{ ARGS }}
 
 # fmt --check and clippy with warnings as errors.
 [group('develop')]

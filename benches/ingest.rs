@@ -54,7 +54,10 @@ async fn main() -> anyhow::Result<()> {
     let invalid_rate: f64 = env_or("BENCH_INVALID_RATE", 0.1);
     let admin_url = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let brokers = std::env::var("TEST_KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".into());
 
     println!("generating {orders} orders ({invalid_rate} invalid)...");
     let mut generator = Generator::new(GenerateOptions {

@@ -5,6 +5,8 @@
 #
 #   scripts/tansu.sh path                  install if needed, print the binary's path
 #   scripts/tansu.sh start PORT STATE_DIR  start a memory-storage broker unless one answers
+#   scripts/tansu.sh own STATE_DIR         start a broker of the caller's own on a free port
+#                                          (retried on a clash), print the port
 #   scripts/tansu.sh stop STATE_DIR        stop the broker started with that state dir
 set -euo pipefail
 
@@ -59,6 +61,38 @@ start() {
   die "the broker did not answer on 127.0.0.1:$port within 10 s (log: $dir/tansu.log)"
 }
 
+# A broker no one else uses: a port nothing answers on, bound by this broker (a clash with a
+# process that took the port meanwhile makes tansu exit: another port is tried).
+own() {
+  local dir=$1 port pid
+  install
+  mkdir -p "$dir"
+  for _ in 1 2 3 4 5; do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    answers "$port" && continue
+    nohup "$BIN" broker \
+      --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/tansu.pid"
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      if answers "$port"; then
+        # Still ours a moment later: it is the one listening, not a process that won the port.
+        sleep 0.2
+        kill -0 "$pid" 2>/dev/null && { echo "tansu broker of this run on 127.0.0.1:$port (pid $pid)" >&2; echo "$port"; return 0; }
+        break
+      fi
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    rm -f "$dir/tansu.pid"
+  done
+  tail -20 "$dir/tansu.log" >&2 || true
+  die "could not start a broker of this run's own (log: $dir/tansu.log)"
+}
+
 stop() {
   local pidfile=$1/tansu.pid
   [ -f "$pidfile" ] || return 0
@@ -69,6 +103,7 @@ stop() {
 case "${1:-}" in
   path) install; echo "$BIN" ;;
   start) [ $# -eq 3 ] || die "usage: tansu.sh start PORT STATE_DIR"; start "$2" "$3" ;;
+  own) [ $# -eq 2 ] || die "usage: tansu.sh own STATE_DIR"; own "$2" ;;
   stop) [ $# -eq 2 ] || die "usage: tansu.sh stop STATE_DIR"; stop "$2" ;;
-  *) die "usage: tansu.sh path | start PORT STATE_DIR | stop STATE_DIR" ;;
+  *) die "usage: tansu.sh path | start PORT STATE_DIR | own STATE_DIR | stop STATE_DIR" ;;
 esac

@@ -24,7 +24,10 @@ pub fn admin_url() -> String {
 
 /// The tests' Kafka-protocol broker.
 pub fn brokers() -> String {
-    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+    std::env::var("TEST_KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".into())
 }
 
 /// The URL of database `db` on the server of `admin_url`.

@@ -14,7 +14,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub const PARTITIONS: i32 = 3;
 
 pub fn brokers() -> String {
-    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+    std::env::var("TEST_KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".to_owned())
 }
 
 fn config() -> ClientConfig {

@@ -185,7 +185,10 @@ async fn the_cleanup_keeps_a_live_runs_databases_and_drops_those_of_runs_that_ar
     let ours = crate::helpers::migrated_db();
     let admin = connect(&crate::helpers::admin_url()).await;
     let held: bool = admin
-        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LEASE_CLASS, &lease()])
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&LEASE_CLASS, &lease()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -219,6 +222,9 @@ async fn the_cleanup_keeps_a_live_runs_databases_and_drops_those_of_runs_that_ar
                 .is_some()
         }
     };
-    assert!(exists(ours.name.clone()).await, "a live run's database was dropped");
+    assert!(
+        exists(ours.name.clone()).await,
+        "a live run's database was dropped"
+    );
     assert!(!exists(theirs).await, "a finished run's database was kept");
 }
