@@ -271,10 +271,7 @@ where
                     Some(Ok(StoreOutcome::OtherContent)) => report.conflicts += 1,
                     Some(Err(_)) | None => report.rejected += 1,
                 },
-                Fate::Dead {
-                    reason: DeadLetterReason::Conflict,
-                    ..
-                } => report.conflicts += 1,
+                // Only the gate makes a message dead before storing: always a rejection.
                 Fate::Dead { .. } => report.rejected += 1,
             }
         }

@@ -131,6 +131,23 @@ async fn run(ingest: &Service, batch: &[InboundMessage]) -> BatchReport {
     ingest.finish(plan).await
 }
 
+/// Runs `f` with a metrics recorder of its own (this thread only, so tests running beside it
+/// cannot touch it), on a runtime of this thread; gives its result and the metrics rendered.
+fn recorded<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let out = metrics::with_local_recorder(&recorder, f);
+    (out, handle.render())
+}
+
+/// [`run`] on a runtime of this thread, so that [`recorded`] sees what it records.
+fn run_here(ingest: &Service, batch: &[InboundMessage]) -> BatchReport {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(run(ingest, batch))
+}
+
 fn valid(generator: &mut Generator) -> Vec<u8> {
     generator.valid_order().to_json()
 }
@@ -310,16 +327,13 @@ fn an_order_accepted_with_inconsistent_totals_is_counted_and_a_consistent_one_is
         odd.to_json(),
         valid(&mut g),
     ]);
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let plan = metrics::with_local_recorder(&recorder, || ingest.plan(&batch));
+    let (plan, rendered) = recorded(|| ingest.plan(&batch));
     assert_eq!(plan.uids().count(), 3, "accepted all three");
-    let counted = handle
-        .render()
+    let counted = rendered
         .lines()
         .find_map(|l| l.strip_prefix(super::metrics::CONSISTENCY_WARNINGS))
         .map(|rest| rest.trim().to_owned());
-    assert_eq!(counted.as_deref(), Some("1"), "{}", handle.render());
+    assert_eq!(counted.as_deref(), Some("1"), "{rendered}");
 }
 
 #[tokio::test]
@@ -429,14 +443,8 @@ fn the_time_from_produce_to_stored_is_recorded_in_seconds_once_per_order_stored(
             Some(two_seconds_ago.to_string().into_bytes()),
         )];
     }
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let report = metrics::with_local_recorder(&recorder, || runtime.block_on(run(&ingest, &batch)));
+    let (report, rendered) = recorded(|| run_here(&ingest, &batch));
     assert_eq!((report.stored, report.duplicates), (1, 1));
-    let rendered = handle.render();
     let series = |suffix: &str| -> f64 {
         rendered
             .lines()
@@ -474,12 +482,7 @@ fn each_outcome_is_counted_by_how_many_orders_had_it() {
         b"{".to_vec(),
         b"[]".to_vec(),
     ]);
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let report = metrics::with_local_recorder(&recorder, || runtime.block_on(run(&ingest, &batch)));
+    let (report, rendered) = recorded(|| run_here(&ingest, &batch));
     let counts = (
         report.stored,
         report.duplicates,
@@ -487,7 +490,6 @@ fn each_outcome_is_counted_by_how_many_orders_had_it() {
         report.rejected,
     );
     assert_eq!(counts, (2, 1, 1, 2));
-    let rendered = handle.render();
     for (outcome, n) in [
         ("stored", 2),
         ("duplicate", 1),
