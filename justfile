@@ -4,8 +4,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 set dotenv-load := false
 
 export TEST_DATABASE_URL := env("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-# Empty: `just test` starts a broker of its run's own, the other recipes use the shared one
-# on 127.0.0.1:19092 (scripts/test-services.sh).
+# Empty: each recipe that needs a broker starts one of its run's own on a free port
+# (scripts/with-test-services.sh); set, that broker is used instead.
 export TEST_KAFKA_BROKERS := env("TEST_KAFKA_BROKERS", "")
 
 [private]
@@ -42,7 +42,8 @@ k8s-rules:
 fmt:
     cargo fmt
 
-# Start PostgreSQL (if stopped) and the tests' own tansu broker.
+# Start PostgreSQL (if stopped) and a shared tansu broker on 127.0.0.1:19092, for running
+# `cargo test` by hand (the recipes start brokers of their own).
 [group('develop')]
 test-services:
     scripts/test-services.sh
@@ -68,44 +69,44 @@ generate *ARGS:
 
 # Drain 200 000 pre-produced orders (10% invalid) with `serve`; baseline: binary COPY.
 [group('measure')]
-bench-ingest: test-services
-    cargo bench --bench ingest
+bench-ingest:
+    scripts/with-test-services.sh cargo bench --bench ingest
 
 # Lookups over HTTP with 100 000 orders cached, fixed rate and max; baseline: a fixed body.
 [group('measure')]
-bench-http: test-services
-    cargo bench --bench http --features bench-baseline
+bench-http:
+    scripts/with-test-services.sh cargo bench --bench http --features bench-baseline
 
 # The cache filled past CACHE_MAX_BYTES by ingest and by the preload; resident memory of
 # serve against 1.3 x the bound + 64 MiB; baseline: the same ingest with the cache off.
 [group('measure')]
-bench-memory: test-services
-    cargo bench --bench memory
+bench-memory:
+    scripts/with-test-services.sh cargo bench --bench memory
 
 # 1 000 000 orders stored: time to ready and to a warm cache with 100 000 to preload
 # (baseline: nothing to preload), and lookups that all miss the cache (baseline: pgbench
 # running the same statement).
 [group('measure')]
-bench-cold: test-services
-    cargo bench --bench cold
+bench-cold:
+    scripts/with-test-services.sh cargo bench --bench cold
 
 # Browse and search with 1 000 000 orders stored: the newest page, an older page and each
 # search, closed loop and at a fixed rate; baseline: the cached GET /order/{uid}, same run.
 [group('measure')]
-bench-browse: test-services
-    cargo bench --bench browse
+bench-browse:
+    scripts/with-test-services.sh cargo bench --bench browse
 
 # A steady stream (1 000 orders/s) ingested while lookups run (5 000/s) for a minute: produce
 # to visible against the broker's own produce-to-consume time, lookups against the same load
 # without ingest, memory, errors, lag. Settings: see benches/live.rs.
 [group('measure')]
-bench-live: test-services
-    cargo bench --bench live
+bench-live:
+    scripts/with-test-services.sh cargo bench --bench live
 
 # bench-live for 30 minutes with the cache bounded at 128 MiB: memory must stay flat.
 [group('measure')]
-soak SECONDS="1800": test-services
-    BENCH_SECONDS={{ SECONDS }} BENCH_REPORT_SECONDS=60 BENCH_CACHE_MIB=128 cargo bench --bench live
+soak SECONDS="1800":
+    BENCH_SECONDS={{ SECONDS }} BENCH_REPORT_SECONDS=60 BENCH_CACHE_MIB=128 scripts/with-test-services.sh cargo bench --bench live
 
 # --- the whole stack -----------------------------------------------------------------------
 
@@ -174,16 +175,16 @@ fuzz SECONDS="600":
 # Mutation testing (cargo-mutants): PART is domain, core (rules, validate, ingest), postgres,
 # diff (the domain lines the last commit changed: what CI runs) or all. See scripts/mutants.sh.
 [group('measure')]
-mutants PART="all": test-services
-    scripts/mutants.sh {{ PART }}
+mutants PART="all":
+    scripts/with-test-services.sh scripts/mutants.sh {{ PART }}
 
 # schemathesis against /openapi.json of a running serve with real orders.
 [group('measure')]
-fuzz-http EXAMPLES="100": test-services
-    scripts/fuzz-http.sh {{ EXAMPLES }}
+fuzz-http EXAMPLES="100":
+    scripts/with-test-services.sh scripts/fuzz-http.sh {{ EXAMPLES }}
 
 # Faults from outside while a mixed stream flows (kill -9, PostgreSQL restarts and silence,
 # a frozen broker, consumers joining and leaving, the dead-letter topic gone), release build.
 [group('measure')]
-chaos: test-services
-    cargo test --release --test it chaos_full -- --ignored --nocapture --test-threads 1
+chaos:
+    scripts/with-test-services.sh cargo test --release --test it chaos_full -- --ignored --nocapture --test-threads 1

@@ -7,7 +7,7 @@
 # request carries an API key holding every scope (made by `order-svc keys create`), and
 # /metrics is on METRICS_ADDR.
 #
-#   scripts/fuzz-http.sh [MAX_EXAMPLES]   (needs PostgreSQL and the tests' broker: just test-services)
+#   scripts/fuzz-http.sh [MAX_EXAMPLES]   (needs PostgreSQL and a broker: `just fuzz-http` starts them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +15,15 @@ examples=${1:-100}
 command -v schemathesis >/dev/null || python3 -m pip install --quiet "schemathesis==4.32.5"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/order-svc"
 
-run_id="fuzzhttp_$$"
+# Names of this run's own (random, not the pid: another PID namespace may reuse it).
+run_id="fuzzhttp_$(od -An -N6 -tx1 /dev/urandom | tr -d " \n")"
 admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 work=$(mktemp -d)
+# A copy of the binary, so that a build of another checkout into the shared build directory
+# does not replace it under this run.
+cp "$CARGO_TARGET_DIR/release/order-svc" "$work/order-svc"
+bin="$work/order-svc"
 cleanup() {
   [ -n "${serve_pid:-}" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
   psql -q "$admin" -c "DROP DATABASE IF EXISTS $run_id WITH (FORCE)" >/dev/null 2>&1 || true
@@ -29,7 +33,7 @@ trap cleanup EXIT
 
 export DATABASE_URL="${admin%/*}/$run_id"
 export KAFKA_BROKERS=${TEST_KAFKA_BROKERS:-127.0.0.1:19092}
-export KAFKA_TOPIC="fuzzhttp-$$" KAFKA_DLQ_TOPIC="fuzzhttp-$$.dlq" KAFKA_GROUP_ID="fuzzhttp-$$"
+export KAFKA_TOPIC="$run_id" KAFKA_DLQ_TOPIC="$run_id.dlq" KAFKA_GROUP_ID="$run_id"
 "$bin" migrate >/dev/null
 python3 -c 'import json,sys; print(json.dumps(json.load(open("tests/data/model.json"))))' >"$work/orders.jsonl"
 "$bin" generate --count 50 --seed 3 >>"$work/orders.jsonl" 2>/dev/null

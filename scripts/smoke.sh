@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The newcomer's path, automated: `just up` (local processes), wait until an order produced
-# by the stack can be read through the API, then `just down`. Uses ports of its own so that
-# it never meets a stack someone is running.
+# by the stack can be read through the API, then `just down`. Uses free ports of its own so
+# that it never meets a stack someone is running.
 #
 # Run as root, it first copies the checkout into a fresh directory of mode 700 (as root's
 # home is) and runs from there: the `postgres` user cannot enter it, which is the setup that
@@ -23,8 +23,18 @@ if [ "$(id -u)" = 0 ] && [ -z "${SMOKE_IN_PRIVATE_DIR:-}" ]; then
   exit 0
 fi
 
-export STACK_DATA=.data/smoke STACK_PG_PORT=55433 STACK_KAFKA_PORT=19093 STACK_HTTP_PORT=18081 \
-       STACK_PROMETHEUS_PORT=19091 STACK_OIDC_PORT=18082 STACK_METRICS_PORT=19465 STACK_RPS=20
+# Ports free at the start, seven at once (held together while asked, so all differ): two
+# smokes at once, or a smoke beside `just test` or a running stack, never meet. The stack's
+# broker is its own, so its topics and group are too.
+read -r pg kafka http prom oidc metrics _ < <(python3 -c '
+import socket
+held = [socket.socket() for _ in range(7)]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))')
+export STACK_DATA=.data/smoke STACK_PG_PORT=$pg STACK_KAFKA_PORT=$kafka STACK_HTTP_PORT=$http \
+       STACK_PROMETHEUS_PORT=$prom STACK_OIDC_PORT=$oidc STACK_METRICS_PORT=$metrics STACK_RPS=20
+echo "smoke: ports postgres $pg, kafka $kafka, http $http, prometheus $prom, oidc $oidc, metrics $metrics" >&2
 trap 'scripts/stack.sh down --purge' EXIT
 scripts/stack.sh up
 uid=$(scripts/stack.sh latest-uid 60)

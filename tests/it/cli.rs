@@ -113,3 +113,27 @@ fn completions_and_the_manual_page_come_from_the_command_line_definition() {
     assert!(text.contains("serve"), "{text}");
     let _ = std::fs::remove_file(&page);
 }
+
+/// `just test` runs copies of its own executables (scripts/test.sh), so that another
+/// checkout's build into the shared build directory cannot swap them mid-run.
+#[test]
+fn under_just_test_the_run_executes_its_own_copies_of_the_test_and_the_binary() {
+    let Some(copies) = std::env::var_os("ORDER_SVC_TEST_COPIES") else {
+        eprintln!("not under scripts/test.sh: the executables are cargo's own");
+        return;
+    };
+    let copies = std::path::PathBuf::from(copies);
+    let me = std::env::current_exe().unwrap();
+    assert_eq!(
+        me.parent(),
+        Some(copies.as_path()),
+        "this test runs from {me:?}"
+    );
+    let bin = std::path::PathBuf::from(crate::helpers::binary());
+    assert_eq!(bin, copies.join("order-svc"));
+    let (out, stdout, _) = crate::helpers::run(crate::helpers::order_svc().arg("--version"));
+    assert!(
+        out.status.success() && stdout.starts_with("order-svc "),
+        "{stdout}"
+    );
+}

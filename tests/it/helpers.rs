@@ -128,11 +128,17 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// The binary under test: `ORDER_SVC_BIN`, the run's own copy that `just test` makes
+/// (scripts/test.sh), else the one cargo built for this test executable.
+pub fn binary() -> std::ffi::OsString {
+    std::env::var_os("ORDER_SVC_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_order-svc").into())
+}
+
 /// The binary under test, with a clean environment (only `PATH` and `HOME` are kept, so no
 /// setting of the developer's shell reaches it), run from an empty directory of its own so
 /// that no `.env` can either.
 pub fn order_svc() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-svc"));
+    let mut cmd = Command::new(binary());
     let cwd = std::env::temp_dir().join(format!("order-svc-it-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&cwd).expect("a working directory for the binary");
     cmd.current_dir(cwd).env_clear();

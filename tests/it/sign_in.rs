@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use fantoccini::{Client, Locator};
 use serde_json::Value;
 
-use crate::helpers::{Serve, free_port, http_get, wait_for};
+use crate::helpers::{Serve, http_get, wait_for};
 use crate::lookup::Stored;
 use crate::ui::{browser, url, wait_visible};
 
@@ -35,17 +35,17 @@ impl Provider {
                 .exists(),
             "the local OpenID provider is not installed: npm ci --prefix scripts/oidc"
         );
-        let port = free_port();
-        let child = Command::new("node")
-            .arg(format!("{root}/scripts/oidc/provider.mjs"))
-            .env("OIDC_PORT", port.to_string())
-            .env("OIDC_CLIENT_SECRET", SECRET)
-            // A loopback client: the provider takes this path on whatever port serve has.
-            .env("OIDC_REDIRECT_URI", "http://127.0.0.1/auth/callback")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs");
+        let (child, port) = crate::own::spawn_listening("the OpenID provider", |port| {
+            let mut cmd = Command::new("node");
+            cmd.arg(format!("{root}/scripts/oidc/provider.mjs"))
+                .env("OIDC_PORT", port.to_string())
+                .env("OIDC_CLIENT_SECRET", SECRET)
+                // A loopback client: the provider takes this path on whatever port serve has.
+                .env("OIDC_REDIRECT_URI", "http://127.0.0.1/auth/callback")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        });
         let issuer = format!("http://127.0.0.1:{port}");
         wait_for(30, "the OpenID provider to answer", || async {
             http_get(port, "/.well-known/openid-configuration", &[])

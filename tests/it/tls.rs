@@ -14,7 +14,7 @@ use rcgen::{
 };
 
 use crate::helpers::{Serve, count, free_port, migrated_db, order_svc, run, wait_for};
-use crate::own::{OwnBroker, OwnPostgres, wait_listening};
+use crate::own::{OwnBroker, OwnPostgres, try_spawn_listening};
 
 const PASSWORD: &str = "pw-9f3c1e-never-shown";
 
@@ -202,7 +202,8 @@ struct Stunnel {
 }
 
 impl Stunnel {
-    fn start(pki: &Pki, tls_port: u16, plain_port: u16) -> Self {
+    /// `None` when something else took `tls_port` first.
+    fn try_start(pki: &Pki, tls_port: u16, plain_port: u16) -> Option<Self> {
         let conf = pki.cert.with_file_name("stunnel.conf");
         std::fs::write(
             &conf,
@@ -223,17 +224,9 @@ impl Stunnel {
                     .is_ok_and(|o| o.status.success())
             })
             .expect("stunnel (Debian's stunnel4; .ci/run installs it)");
-        let mut child = Command::new(program)
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        if !wait_listening(tls_port, "stunnel") {
-            let _ = child.kill();
-            panic!("stunnel did not start");
-        }
-        Self { child }
+        let mut cmd = Command::new(program);
+        cmd.arg(&conf).stdout(Stdio::null()).stderr(Stdio::null());
+        try_spawn_listening("stunnel", tls_port, cmd).map(|child| Self { child })
     }
 }
 
@@ -247,9 +240,16 @@ impl Drop for Stunnel {
 #[tokio::test]
 async fn kafka_over_tls_carries_produce_and_ingest_and_refuses_a_bad_certificate() {
     let pki = Pki::new();
-    let tls_port = free_port();
-    let broker = OwnBroker::start_advertising(Some(&format!("localhost:{tls_port}")));
-    let _stunnel = Stunnel::start(&pki, tls_port, broker.port);
+    // The broker advertises stunnel's port, which is known before stunnel binds it: when
+    // another process takes it meanwhile, both start again on another.
+    let (tls_port, _broker, _stunnel) = (0..5)
+        .find_map(|_| {
+            let tls_port = free_port();
+            let broker = OwnBroker::start_advertising(Some(&format!("localhost:{tls_port}")));
+            let stunnel = Stunnel::try_start(&pki, tls_port, broker.port)?;
+            Some((tls_port, broker, stunnel))
+        })
+        .expect("stunnel found a free port in five tries");
     let topic = format!("tls-{}", uuid::Uuid::new_v4().simple());
     let tls = |brokers: String, ca: &Path| {
         vec![

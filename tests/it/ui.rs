@@ -8,14 +8,13 @@ use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{Serve, count, free_port, http_get, wait_for};
+use crate::helpers::{Serve, count, http_get, wait_for};
 use crate::kafka::{producer, send_all};
 use crate::lookup::{CANONICAL, Stored};
 
 /// chromedriver on a port of its own, stopped when dropped.
 pub struct Driver {
     child: Child,
-    port: u16,
 }
 
 impl Drop for Driver {
@@ -31,21 +30,14 @@ pub async fn browser() -> (Driver, Client) {
 
 /// A browser with more Chromium flags.
 async fn browser_with(extra: &[&str]) -> (Driver, Client) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (apt-get install chromium chromium-driver)");
-    let driver = Driver { child, port };
-    wait_for(20, "chromedriver to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
+    let (child, port) = crate::own::spawn_listening("chromedriver", |port| {
+        let mut cmd = Command::new("chromedriver");
+        cmd.arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    });
+    let driver = Driver { child };
     let profile = std::env::temp_dir().join(format!(
         "order-svc-chromium-{}",
         uuid::Uuid::new_v4().simple()
