@@ -204,6 +204,11 @@ pub fn committed_total(topic: &str, group: &str) -> i64 {
 }
 
 pub fn committed_total_on(brokers: &str, topic: &str, group: &str) -> i64 {
+    committed_on(brokers, topic, group).iter().sum()
+}
+
+/// The offset `group` committed on each partition of `topic` (0 where none), by partition.
+pub fn committed_on(brokers: &str, topic: &str, group: &str) -> Vec<i64> {
     let consumer: BaseConsumer = config_on(brokers)
         .set("group.id", group_id(topic, group))
         .create()
@@ -215,14 +220,13 @@ pub fn committed_total_on(brokers: &str, topic: &str, group: &str) -> i64 {
     let committed = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .expect("committed offsets");
-    committed
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
+    let mut out = vec![0; PARTITIONS as usize];
+    for e in committed.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            out[e.partition() as usize] = o;
+        }
+    }
+    out
 }
 
 /// Waits until `group` has committed `expected` messages of `topic`.
