@@ -632,3 +632,70 @@ fn bytes_that_are_no_order_are_named_by_what_they_are() {
         (RejectReason::TooLarge, "too_large")
     );
 }
+
+#[test]
+fn length_bounds_take_the_bound_itself_and_refuse_one_more() {
+    use crate::domain::rules::{MAX_DIGITS, MAX_EMAIL_CHARS, email, numeric};
+    // 64 + 1 + 189: a local part and domain labels within the address rule's own limits.
+    let domain = format!(
+        "{}.{}.{}.co",
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(58)
+    );
+    let longest = format!("{}@{domain}", "a".repeat(64));
+    assert_eq!(longest.len(), MAX_EMAIL_CHARS);
+    assert!(
+        email(&longest).is_ok(),
+        "{MAX_EMAIL_CHARS} characters are taken"
+    );
+    let over = format!("{}@d{domain}", "a".repeat(64));
+    assert_eq!(email(&over).unwrap_err().code, "too_long");
+    assert!(numeric(&"7".repeat(MAX_DIGITS)).is_ok());
+    assert_eq!(
+        numeric(&"7".repeat(MAX_DIGITS + 1)).unwrap_err().code,
+        "too_long"
+    );
+}
+
+#[test]
+fn a_locale_needs_every_part_plain_not_only_the_first() {
+    use crate::domain::rules::locale;
+    for bad in ["x--", "en-", "en--US", "en-U$"] {
+        assert_eq!(locale(bad).unwrap_err().code, "locale", "{bad}");
+    }
+    assert!(locale("en-US").is_ok());
+}
+
+#[test]
+fn consistency_reads_and_writes_its_two_names_and_names_a_bad_one() {
+    for (name, value) in [("reject", Consistency::Reject), ("warn", Consistency::Warn)] {
+        assert_eq!(name.parse::<Consistency>().unwrap(), value);
+        assert_eq!(value.to_string(), name);
+    }
+    let err = "Warn".parse::<Consistency>().unwrap_err();
+    assert!(
+        err.contains("`Warn`") && err.contains("`reject` or `warn`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rejections_text_names_its_reason_and_every_path_and_message() {
+    let mut order = canonical();
+    order.delivery.phone = "12".into();
+    order.payment.currency = "usd".into();
+    let bytes = serde_json::to_vec(&order).unwrap();
+    let r = accept(&bytes, 1 << 20, Consistency::Warn).unwrap_err();
+    let detail = r.detail();
+    assert!(
+        detail.contains("delivery.phone: must be an E.164 phone number")
+            && detail.contains("; ")
+            && detail.contains("payment.currency: must be an ISO 4217"),
+        "{detail}"
+    );
+    assert_eq!(r.to_string(), format!("invalid: {detail}"));
+    assert_eq!(RejectReason::Invalid.to_string(), "invalid");
+    let whole = raw_rejection(b"");
+    assert!(!whole.detail().is_empty() && !whole.detail().starts_with(':'));
+}
