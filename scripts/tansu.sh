@@ -40,6 +40,16 @@ PY
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Starts a memory-storage broker on PORT in the background, its pid in DIR/tansu.pid.
+launch() {
+  local port=$1 dir=$2
+  nohup "$BIN" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
+  echo $! >"$dir/tansu.pid"
+}
+
 start() {
   local port=$1 dir=$2
   install
@@ -48,11 +58,7 @@ start() {
     return 0
   fi
   mkdir -p "$dir"
-  nohup "$BIN" broker \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
-  echo $! >"$dir/tansu.pid"
+  launch "$port" "$dir"
   for _ in $(seq 1 100); do
     answers "$port" && { echo "tansu broker on 127.0.0.1:$port (pid $(cat "$dir/tansu.pid"), log $dir/tansu.log)" >&2; return 0; }
     kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null || { tail -20 "$dir/tansu.log" >&2; die "the broker exited at start"; }
@@ -70,12 +76,8 @@ own() {
   for _ in 1 2 3 4 5; do
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     answers "$port" && continue
-    nohup "$BIN" broker \
-      --listener-url "tcp://127.0.0.1:$port" \
-      --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$dir/tansu.pid"
+    launch "$port" "$dir"
+    pid=$(cat "$dir/tansu.pid")
     for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       if answers "$port"; then

@@ -217,6 +217,13 @@ struct World {
 /// be, and not committed): each allows it one repeat.
 type MayRepeat = HashMap<At, usize>;
 
+/// One more event (a crash, a rebalance) during which each of `letters` was in flight.
+fn allow_repeat(may_repeat: &mut MayRepeat, letters: impl IntoIterator<Item = At>) {
+    for at in letters {
+        *may_repeat.entry(at).or_default() += 1;
+    }
+}
+
 impl World {
     async fn new(topic: TestTopic, db_url: String) -> Self {
         crate::helpers::migrate(&db_url);
@@ -323,9 +330,7 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for at in seen {
-            *may_repeat.entry(at).or_default() += 1;
-        }
+        allow_repeat(may_repeat, seen);
     }
 
     /// Waits for everything sent to be committed, then checks the database and the dead
@@ -507,9 +512,7 @@ async fn chaos(
             open > 0,
             "chaos: kill {k}: nothing was in flight when it landed"
         );
-        for at in letters {
-            *may_repeat.entry(at).or_default() += 1;
-        }
+        allow_repeat(&mut may_repeat, letters);
         serve = Serve::start(&world.serve_env()).await;
     }
     world.ledger.placed.extend(sending.finish().await);
@@ -594,9 +597,7 @@ async fn chaos(
     let mut second = second;
     second.child.kill().unwrap();
     let _ = second.child.wait();
-    for at in world.in_flight(&sending.so_far()).1 {
-        *may_repeat.entry(at).or_default() += 1;
-    }
+    allow_repeat(&mut may_repeat, world.in_flight(&sending.so_far()).1);
     world
         .through_rebalance(&sending, "one left by SIGKILL", &mut may_repeat, || {
             all_own(&[&third])
